@@ -1,0 +1,195 @@
+"""`job`: the command line. It only builds the config and calls the pipeline.
+
+Every option can also be set through the environment variable shown in --help
+(JOB_<NAME>), which is how containers and Kubernetes configure the job.
+Heavy imports (TensorFlow) happen inside the commands, so --help stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from job.config import Dataset, JobConfig, Profile, StrategyKind, TunerKind, new_run_id
+from job.errors import BadInputError, ExitCode, JobError, Preempted
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
+                  help="Find, train, evaluate and explain the best CNN for an image dataset.")
+
+
+def _opt(name: str, help: str, **kwargs: object) -> typer.models.OptionInfo:
+    return typer.Option(f"--{name}", envvar=f"JOB_{name.upper().replace('-', '_')}",
+                        show_envvar=True, help=help, **kwargs)
+
+
+Data = Annotated[Optional[str], _opt("data", "Directory with the 4 IDX files (.gz or raw), a Keras "
+                                     ".npz file, or a folder holding <dataset>/. Default: Keras' download.")]
+DatasetOpt = Annotated[Dataset, _opt("dataset", "Which dataset (class names, Keras download).")]
+Artifacts = Annotated[str, _opt("artifacts", "Where runs are stored: a local directory.")]
+RunId = Annotated[Optional[str], _opt("run-id", "Name of the run; reuse it to resume. "
+                                      "Default: run-<date>-<time> (a new run).")]
+ExistingRunId = Annotated[Optional[str], _opt("run-id", "The run to work on. Default: the newest run.")]
+Tuner = Annotated[TunerKind, _opt("tuner", "Search algorithm.")]
+ProfileOpt = Annotated[Profile, _opt("profile", "Search space: quick (the original) or full "
+                                     "(adds augmentation, double convolutions, wider layers).")]
+MaxTrials = Annotated[int, _opt("max-trials", "Trials to run (random, bayesian).")]
+Epochs = Annotated[int, _opt("epochs", "Epochs per trial (hyperband: the most per model).")]
+FinalEpochs = Annotated[int, _opt("final-epochs", "Epochs when retraining the best.")]
+Executions = Annotated[int, _opt("executions-per-trial", "Trainings averaged per trial.")]
+Seed = Annotated[int, _opt("seed", "Seed for splits, trial choices and weights.")]
+Subset = Annotated[Optional[int], _opt("subset", "Use only N stratified training images (smoke runs).")]
+SearchSubset = Annotated[int, _opt("search-subset", "Search trials train on N stratified images "
+                                   "(ranking is cheap; the retrain uses all). 0 = all.")]
+ValidationSplit = Annotated[float, _opt("validation-split", "Stratified share of training "
+                                        "images held out for validation.")]
+BatchSize = Annotated[int, _opt("batch-size", "Per-replica batch; the learning rate scales with "
+                                "the global batch.")]
+Patience = Annotated[int, _opt("patience", "Epochs without improvement before early stopping.")]
+Strategy = Annotated[StrategyKind, _opt("strategy", "tf.distribute strategy; auto = mirrored "
+                                        "over 2+ GPUs, else default.")]
+LogicalCpus = Annotated[int, _opt("logical-cpus", "Split the CPU into N devices (to try "
+                                  "mirrored without GPUs). 0 = off.")]
+JitCompile = Annotated[bool, _opt("jit-compile", "XLA-compile training steps (GPU; slower on CPU).")]
+MixedPrecision = Annotated[bool, _opt("mixed-precision", "float16 compute on GPUs.")]
+Overwrite = Annotated[bool, _opt("overwrite", "Delete the run and start over.")]
+GraceSeconds = Annotated[float, _opt("grace-seconds", "After SIGTERM, save state and exit "
+                                     f"{ExitCode.PREEMPTED.value} within this many seconds.")]
+
+
+@app.command()
+def run(data: Data = None, dataset: DatasetOpt = Dataset.MNIST, artifacts: Artifacts = "artifacts",
+        run_id: RunId = None, tuner: Tuner = TunerKind.RANDOM, profile: ProfileOpt = Profile.QUICK,
+        max_trials: MaxTrials = 4, epochs: Epochs = 3, final_epochs: FinalEpochs = 12,
+        executions_per_trial: Executions = 1, seed: Seed = 42, subset: Subset = None,
+        search_subset: SearchSubset = 12000, validation_split: ValidationSplit = 0.2,
+        batch_size: BatchSize = 256, patience: Patience = 3,
+        strategy: Strategy = StrategyKind.AUTO, logical_cpus: LogicalCpus = 0,
+        jit_compile: JitCompile = False, mixed_precision: MixedPrecision = False,
+        overwrite: Overwrite = False, grace_seconds: GraceSeconds = 10.0) -> None:
+    """Search, retrain the best, evaluate and visualize: the whole job."""
+    options = locals()
+    _guarded(lambda: _run_steps(_config(options), only_search=False))
+
+
+@app.command()
+def search(data: Data = None, dataset: DatasetOpt = Dataset.MNIST, artifacts: Artifacts = "artifacts",
+           run_id: RunId = None, tuner: Tuner = TunerKind.RANDOM, profile: ProfileOpt = Profile.QUICK,
+           max_trials: MaxTrials = 4, epochs: Epochs = 3, executions_per_trial: Executions = 1,
+           seed: Seed = 42, subset: Subset = None, search_subset: SearchSubset = 12000,
+           validation_split: ValidationSplit = 0.2, batch_size: BatchSize = 256,
+           patience: Patience = 3, strategy: Strategy = StrategyKind.AUTO,
+           logical_cpus: LogicalCpus = 0, jit_compile: JitCompile = False,
+           mixed_precision: MixedPrecision = False, overwrite: Overwrite = False,
+           grace_seconds: GraceSeconds = 10.0) -> None:
+    """Only the search (creates or resumes the run): trials.csv, results.json."""
+    options = locals()
+    _guarded(lambda: _run_steps(_config(options), only_search=True))
+
+
+@app.command()
+def train(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None, data: Data = None,
+          final_epochs: Annotated[Optional[int], _opt("final-epochs", "Override the run's.")] = None) -> None:
+    """Retrain the best trial of an existing run: best_model.keras, saved_model/, history.json."""
+    _guarded(lambda: _step(artifacts, run_id, "train", data=data, final_epochs=final_epochs))
+
+
+@app.command()
+def evaluate(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None, data: Data = None) -> None:
+    """Evaluate an existing run's best_model.keras on the test set: metrics.json."""
+    _guarded(lambda: _step(artifacts, run_id, "evaluate", data=data))
+
+
+@app.command()
+def visualize(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None) -> None:
+    """Draw an existing run's filters.png, history.png and confusion_matrix.png."""
+    _guarded(lambda: _step(artifacts, run_id, "visualize"))
+
+
+def _config(options: dict[str, object]) -> JobConfig:
+    values = dict(options)
+    values["run_id"] = values.get("run_id") or new_run_id()
+    if values.get("search_subset") == 0:
+        values["search_subset"] = None
+    return JobConfig(**values)
+
+
+def _run_steps(config: JobConfig, only_search: bool) -> None:
+    from job import pipeline
+    from job.rundir import RunDir
+
+    run = RunDir(Path(config.artifacts) / config.run_id)
+    if pipeline.is_complete(run) and not config.overwrite:
+        print(f"run {config.run_id!r} is already complete in {run.root}; "
+              "pass --overwrite to redo it")
+        return
+    print(f"run {config.run_id!r} in {run.root}", flush=True)
+    context = pipeline.start(config, run, _stop_on_sigterm(config.grace_seconds))
+    if only_search:
+        pipeline.search(context)
+        return
+    pipeline.run_all(context)
+    pipeline.finish(context)
+
+
+def _step(artifacts: str, run_id: str | None, step: str, **overrides: object) -> None:
+    from job import pipeline
+    from job.rundir import RunDir
+
+    run = RunDir(Path(artifacts) / (run_id or _newest_run(Path(artifacts))))
+    context = pipeline.reopen(run, **overrides)
+    context.stop = _stop_on_sigterm(context.config.grace_seconds)
+    {"train": pipeline.train, "evaluate": pipeline.evaluate, "visualize": pipeline.draw}[step](context)
+    pipeline.finish(context)
+
+
+def _stop_on_sigterm(grace_seconds: float) -> "StopSignal":
+    from job.preemption import StopSignal, install_sigterm_handler
+
+    stop = StopSignal()
+    install_sigterm_handler(stop, grace_seconds)
+    return stop
+
+
+def _newest_run(artifacts: Path) -> str:
+    runs = sorted(artifacts.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise BadInputError(f"{artifacts}: no runs found; pass --artifacts and --run-id of an existing run")
+    print(f"using the newest run, {runs[-1].parent.name!r}", flush=True)
+    return runs[-1].parent.name
+
+
+def _guarded(action: object) -> None:
+    """Runs `action`; a JobError becomes one line on stderr and its exit code."""
+    try:
+        action()  # type: ignore[operator]
+    except JobError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise typer.Exit(error.exit_code) from None
+    except Preempted as stop:
+        print(f"preempted: {stop}; the state is saved, run the same command to resume",
+              file=sys.stderr)
+        raise typer.Exit(ExitCode.PREEMPTED) from None
+
+
+def main() -> None:
+    """Console entry point: usage errors also become one line and exit code 2."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ logs quiet
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        code = 130
+    except Exception as error:
+        # Typer vendors Click's usage errors (bad option, bad choice); they carry
+        # format_message and exit_code. Anything else is a bug: keep its traceback.
+        if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+            raise
+        context = getattr(error, "ctx", None)
+        where = f" (see `{context.command_path} --help`)" if context else ""
+        print(f"error: {error.format_message()}{where}", file=sys.stderr)
+        code = ExitCode.BAD_INPUT
+    sys.exit(code or 0)

@@ -1,0 +1,111 @@
+"""The search: resuming after a stop, failed trials, and refusing a changed search."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from job.config import JobConfig, Profile
+from job.data import load
+from job.errors import BadInputError, ExitCode
+from job.inputs import make_splits, training_batches, validation_batches
+from job.model import CnnHyperModel
+from job.preemption import StopSignal
+from job.rundir import RunDir
+from job import strategy as strategy_module, tuning
+from tests.conftest import QUIET_TF, ROOT, run_job
+
+SEARCH = ["--subset", "2500", "--max-trials", "3", "--epochs", "1", "--run-id", "resume"]
+
+
+def _trial_json(root: Path, trial_id: str) -> dict:
+    return json.loads((root / "tuner" / "search" / f"trial_{trial_id}" / "trial.json").read_text())
+
+
+def test_a_search_stopped_after_trial_1_resumes_without_retraining_it(tmp_path: Path,
+                                                                       mnist_dir: Path) -> None:
+    args = ["search", "--data", str(mnist_dir), "--artifacts", str(tmp_path), *SEARCH]
+    process = subprocess.Popen([sys.executable, "-m", "job", *args], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, **QUIET_TF})
+    try:
+        deadline = time.monotonic() + 300
+        for line in process.stdout:  # bounded: the process ends, or the deadline fails the test
+            if line.startswith("trial 1/3 done") or time.monotonic() > deadline:
+                break
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == ExitCode.PREEMPTED
+    finally:
+        process.kill()
+        process.wait()
+    first = _trial_json(tmp_path / "resume", "0")
+    assert first["status"] == "COMPLETED"
+
+    resumed = run_job(*args)
+
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "trial 1/3 done" not in resumed.stdout
+    assert "trial 3/3 done" in resumed.stdout
+    assert _trial_json(tmp_path / "resume", "0") == first  # trial 1 was not trained again
+    results = json.loads((tmp_path / "resume" / "results.json").read_text())
+    assert [t["status"] for t in results["trials"]] == ["completed"] * 3
+
+
+def test_a_changed_search_is_refused(tmp_path: Path) -> None:
+    from job import pipeline
+
+    run = RunDir(tmp_path / "r")
+    pipeline.start(JobConfig(run_id="r", tuner="random"), run)
+
+    with pytest.raises(BadInputError, match=r"\(tuner: random -> bayesian\); use a new --run-id"):
+        pipeline.start(JobConfig(run_id="r", tuner="bayesian"), run)
+    pipeline.start(JobConfig(run_id="r", tuner="random", max_trials=9), run)  # growing is fine
+    pipeline.start(JobConfig(run_id="r", tuner="bayesian", overwrite=True), run)
+
+
+class _DivergingFirstTrial(CnnHyperModel):
+    """Trial 1 gets an absurd learning rate, so its loss becomes NaN."""
+
+    def build(self, hp):
+        model = super().build(hp)
+        if not getattr(self, "diverged", False):
+            self.diverged = True
+            model.optimizer.learning_rate.assign(1e12)
+        return model
+
+
+def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path: Path,
+                                                                   mnist_dir: Path) -> None:
+    config = JobConfig(run_id="nan", subset=1500, max_trials=2, epochs=1, search_subset=None)
+    data = load(mnist_dir)
+    splits = make_splits(data.y_train, config)
+    run = RunDir(tmp_path / "nan")
+    strategy = strategy_module.make_strategy(config.strategy)
+    tuner = tuning.make_tuner(config, run, strategy, StopSignal())
+    tuner.hypermodel = _DivergingFirstTrial(Profile.QUICK, config.batch_size)
+
+    found = tuning.search(tuner, config, training_batches(data, splits.search_train, 256, 1),
+                          validation_batches(data, splits.validation, 256))
+
+    assert [t.status for t in found.trials] == ["failed", "completed"]
+    assert "loss became nan" in found.trials[0].message
+    assert found.best.trial == 2 and np.isfinite(found.best.val_accuracy)
+
+
+def test_same_seed_same_trial_hyperparameters(tmp_path: Path) -> None:
+    def first_values(seed: int, name: str) -> list[dict]:
+        config = JobConfig(run_id=name, seed=seed, max_trials=3)
+        tuner = tuning.make_tuner(config, RunDir(tmp_path / name),
+                                  strategy_module.make_strategy(config.strategy), StopSignal())
+        return [tuner.oracle.populate_space(str(i))["values"] for i in range(3)]
+
+    assert first_values(7, "a") == first_values(7, "b")
+    assert first_values(7, "a") != first_values(8, "c")
