@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 
 import keras
 from keras_tuner.errors import FailedTrialError
@@ -27,8 +28,8 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
     is raised: the epoch in progress is redone from those weights on resume.
     """
 
-    def __init__(self, backup_dir: str, stop: StopSignal):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+    def __init__(self, backup_dir: str, stop: StopSignal, delete_at_end: bool = True):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_at_end)
         self.stop = stop
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -64,6 +65,34 @@ class NanGuard(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise FailedTrialError(f"loss became {float(loss)} at epoch {epoch + 1}")
+
+
+class StopCheck(keras.callbacks.Callback):
+    """Raises `Preempted` at the next batch of evaluate/predict once `stop` is set."""
+
+    def __init__(self, stop: StopSignal):
+        super().__init__()
+        self.stop = stop
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.stop.raise_if_set()
+
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.stop.raise_if_set()
+
+
+class AfterEpoch(keras.callbacks.Callback):
+    """Calls `action()` after every epoch; put it after EpochBackup, so the backup is written."""
+
+    def __init__(self, action: Callable[[], None]):
+        super().__init__()
+        self.action = action
+
+    def __deepcopy__(self, memo: dict) -> AfterEpoch:
+        return self  # holds a shared service (the bucket sync); KerasTuner deep-copies callbacks
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.action()
 
 
 class EpochLog(keras.callbacks.Callback):

@@ -16,6 +16,7 @@ import typer
 
 from job.config import Dataset, JobConfig, Profile, StrategyKind, TunerKind, new_run_id
 from job.errors import BadInputError, ExitCode, JobError, Preempted
+from job.preemption import StopSignal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -30,7 +31,8 @@ def _opt(name: str, help: str, **kwargs: object) -> typer.models.OptionInfo:
 Data = Annotated[Optional[str], _opt("data", "Directory with the 4 IDX files (.gz or raw), a Keras "
                                      ".npz file, or a folder holding <dataset>/. Default: Keras' download.")]
 DatasetOpt = Annotated[Dataset, _opt("dataset", "Which dataset (class names, Keras download).")]
-Artifacts = Annotated[str, _opt("artifacts", "Where runs are stored: a local directory.")]
+Artifacts = Annotated[str, _opt("artifacts", "Where runs are stored: a local directory or "
+                                "gs://BUCKET/PREFIX (synced from --work-dir).")]
 RunId = Annotated[Optional[str], _opt("run-id", "Name of the run; reuse it to resume. "
                                       "Default: run-<date>-<time> (a new run).")]
 ExistingRunId = Annotated[Optional[str], _opt("run-id", "The run to work on. Default: the newest run.")]
@@ -57,6 +59,11 @@ LogicalCpus = Annotated[int, _opt("logical-cpus", "Split the CPU into N devices 
 JitCompile = Annotated[bool, _opt("jit-compile", "XLA-compile training steps (GPU; slower on CPU).")]
 MixedPrecision = Annotated[bool, _opt("mixed-precision", "float16 compute on GPUs.")]
 Overwrite = Annotated[bool, _opt("overwrite", "Delete the run and start over.")]
+WorkDir = Annotated[Optional[str], _opt("work-dir", "Local working directory of runs synced to "
+                                        "a bucket, and the cache of gs:// data. Default: a "
+                                        "folder in the system temp dir.")]
+LeaseSeconds = Annotated[float, _opt("lease-seconds", "A writer of a bucket run silent this long "
+                                     "is presumed dead and its run taken over.")]
 GraceSeconds = Annotated[float, _opt("grace-seconds", "After SIGTERM, save state and exit "
                                      f"{ExitCode.PREEMPTED.value} within this many seconds.")]
 
@@ -70,10 +77,11 @@ def run(data: Data = None, dataset: DatasetOpt = Dataset.MNIST, artifacts: Artif
         batch_size: BatchSize = 256, patience: Patience = 3,
         strategy: Strategy = StrategyKind.AUTO, logical_cpus: LogicalCpus = 0,
         jit_compile: JitCompile = False, mixed_precision: MixedPrecision = False,
-        overwrite: Overwrite = False, grace_seconds: GraceSeconds = 10.0) -> None:
+        overwrite: Overwrite = False, grace_seconds: GraceSeconds = 10.0,
+        work_dir: WorkDir = None, lease_seconds: LeaseSeconds = 60.0) -> None:
     """Search, retrain the best, evaluate and visualize: the whole job."""
     options = locals()
-    _guarded(lambda: _run_steps(_config(options), only_search=False))
+    _guarded(lambda: _execute(_config(options), only_search=False))
 
 
 @app.command()
@@ -85,29 +93,74 @@ def search(data: Data = None, dataset: DatasetOpt = Dataset.MNIST, artifacts: Ar
            patience: Patience = 3, strategy: Strategy = StrategyKind.AUTO,
            logical_cpus: LogicalCpus = 0, jit_compile: JitCompile = False,
            mixed_precision: MixedPrecision = False, overwrite: Overwrite = False,
-           grace_seconds: GraceSeconds = 10.0) -> None:
+           grace_seconds: GraceSeconds = 10.0, work_dir: WorkDir = None,
+           lease_seconds: LeaseSeconds = 60.0) -> None:
     """Only the search (creates or resumes the run): trials.csv, results.json."""
     options = locals()
-    _guarded(lambda: _run_steps(_config(options), only_search=True))
+    _guarded(lambda: _execute(_config(options), only_search=True))
 
 
 @app.command()
 def train(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None, data: Data = None,
-          final_epochs: Annotated[Optional[int], _opt("final-epochs", "Override the run's.")] = None) -> None:
+          final_epochs: Annotated[Optional[int], _opt("final-epochs", "Override the run's.")] = None,
+          work_dir: WorkDir = None) -> None:
     """Retrain the best trial of an existing run: best_model.keras, saved_model/, history.json."""
-    _guarded(lambda: _step(artifacts, run_id, "train", data=data, final_epochs=final_epochs))
+    _guarded(lambda: _step(artifacts, run_id, "train", work_dir, data=data, final_epochs=final_epochs))
 
 
 @app.command()
-def evaluate(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None, data: Data = None) -> None:
+def evaluate(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None, data: Data = None,
+             work_dir: WorkDir = None) -> None:
     """Evaluate an existing run's best_model.keras on the test set: metrics.json."""
-    _guarded(lambda: _step(artifacts, run_id, "evaluate", data=data))
+    _guarded(lambda: _step(artifacts, run_id, "evaluate", work_dir, data=data))
 
 
 @app.command()
-def visualize(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None) -> None:
+def visualize(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None,
+              work_dir: WorkDir = None) -> None:
     """Draw an existing run's filters.png, history.png and confusion_matrix.png."""
-    _guarded(lambda: _step(artifacts, run_id, "visualize"))
+    _guarded(lambda: _step(artifacts, run_id, "visualize", work_dir))
+
+
+@app.command()
+def pull(run_url: Annotated[str, typer.Argument(help="ARTIFACTS/RUN_ID, e.g. gs://bucket/mnist/exp-42")],
+         dest: Annotated[Path, typer.Argument(help="Local directory to fill.")],
+         partial: Annotated[bool, _opt("partial", "Fetch an unfinished run's latest snapshot.")] = False) -> None:
+    """Download a run, every file verified against its manifest (manifest.json last)."""
+    def fetch() -> None:
+        from job import runs
+
+        store, run_id = runs.split_run_url(run_url)
+        count = runs.pull(store, run_id, dest, partial)
+        print(f"pulled {count} files of {run_url} into {dest}, verified")
+
+    _guarded(fetch)
+
+
+@app.command()
+def runs(artifacts: Annotated[str, typer.Argument(envvar="JOB_ARTIFACTS", show_envvar=True,
+                                                  help="A local directory or gs://BUCKET/PREFIX.")]
+         = "artifacts") -> None:
+    """List the runs in a store: state, trials done, best and test accuracy."""
+    def show() -> None:
+        from job import runs as runs_module
+        from job.storage import open_store
+
+        found = runs_module.list_runs(open_store(artifacts))
+        print(runs_module.format_runs(found) if found else f"no runs in {artifacts}")
+
+    _guarded(show)
+
+
+@app.command()
+def doctor(artifacts: Artifacts = "artifacts") -> None:
+    """Check this machine first: versions, GPUs, the strategy auto picks, the artifact store."""
+    from job import doctor as checks
+
+    report = checks.collect(artifacts)
+    print(checks.render(report))
+    if not report.ok:
+        raise typer.Exit(ExitCode.STORAGE)
 
 
 def _config(options: dict[str, object]) -> JobConfig:
@@ -118,49 +171,39 @@ def _config(options: dict[str, object]) -> JobConfig:
     return JobConfig(**values)
 
 
-def _run_steps(config: JobConfig, only_search: bool) -> None:
-    from job import pipeline
-    from job.rundir import RunDir
+def _execute(config: JobConfig, only_search: bool) -> None:
+    from job import session
 
-    run = RunDir(Path(config.artifacts) / config.run_id)
-    if pipeline.is_complete(run) and not config.overwrite:
-        print(f"run {config.run_id!r} is already complete in {run.root}; "
-              "pass --overwrite to redo it")
-        return
-    print(f"run {config.run_id!r} in {run.root}", flush=True)
-    context = pipeline.start(config, run, _stop_on_sigterm(config.grace_seconds))
-    if only_search:
-        pipeline.search(context)
-        return
-    pipeline.run_all(context)
-    pipeline.finish(context)
+    session.execute(config, _stop_on_sigterm(config.grace_seconds), only_search)
 
 
-def _step(artifacts: str, run_id: str | None, step: str, **overrides: object) -> None:
-    from job import pipeline
-    from job.rundir import RunDir
+def _step(artifacts: str, run_id: str | None, step: str, work_dir: str | None,
+          **overrides: object) -> None:
+    from job import session
 
-    run = RunDir(Path(artifacts) / (run_id or _newest_run(Path(artifacts))))
-    context = pipeline.reopen(run, **overrides)
-    context.stop = _stop_on_sigterm(context.config.grace_seconds)
-    {"train": pipeline.train, "evaluate": pipeline.evaluate, "visualize": pipeline.draw}[step](context)
-    pipeline.finish(context)
+    stop = _stop_on_sigterm(grace_seconds=10.0)
+    session.execute_step(artifacts, run_id or _newest_run(artifacts), step, stop, work_dir,
+                         **overrides)
 
 
-def _stop_on_sigterm(grace_seconds: float) -> "StopSignal":
-    from job.preemption import StopSignal, install_sigterm_handler
+def _stop_on_sigterm(grace_seconds: float) -> StopSignal:
+    from job.preemption import install_sigterm_handler
 
     stop = StopSignal()
     install_sigterm_handler(stop, grace_seconds)
     return stop
 
 
-def _newest_run(artifacts: Path) -> str:
-    runs = sorted(artifacts.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
-    if not runs:
-        raise BadInputError(f"{artifacts}: no runs found; pass --artifacts and --run-id of an existing run")
-    print(f"using the newest run, {runs[-1].parent.name!r}", flush=True)
-    return runs[-1].parent.name
+def _newest_run(artifacts: str) -> str:
+    from job.runs import list_runs
+    from job.storage import open_store
+
+    found = sorted(list_runs(open_store(artifacts)), key=lambda run: run.updated)
+    if not found:
+        raise BadInputError(f"{artifacts}: no runs found; pass --artifacts and --run-id of an "
+                            "existing run")
+    print(f"using the newest run, {found[-1].run_id!r}", flush=True)
+    return found[-1].run_id
 
 
 def _guarded(action: object) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from job.errors import BadInputError
@@ -76,6 +78,7 @@ class JobConfig:
     mixed_precision: bool = False  # float16 compute: only helps on GPUs with tensor cores
     overwrite: bool = False
     grace_seconds: float = 10.0
+    lease_seconds: float = 60.0  # a writer silent this long is presumed dead (SIGKILL)
     role: Role = Role.AUTO
     workers: int = 0  # distributed search: number of worker processes
     oracle_port: int = 8000
@@ -88,6 +91,10 @@ class JobConfig:
             if isinstance(field.type, str) and field.type in _ENUMS and isinstance(value, str):
                 object.__setattr__(self, field.name, _ENUMS[field.type](value))
         _validate(self)
+
+    @property
+    def work_root(self) -> Path:
+        return work_root(self.work_dir)
 
     def to_json(self) -> dict[str, Any]:
         return {k: (v.value if isinstance(v, Enum) else v)
@@ -112,6 +119,11 @@ _ENUMS = {"Dataset": Dataset, "TunerKind": TunerKind, "StrategyKind": StrategyKi
           "Profile": Profile, "Role": Role}
 
 
+def work_root(work_dir: str | None) -> Path:
+    """Local working directory for runs synced to a bucket, and for the data cache."""
+    return Path(work_dir) if work_dir else Path(tempfile.gettempdir()) / "image-recognition-job"
+
+
 def new_run_id() -> str:
     return time.strftime("run-%Y%m%d-%H%M%S")
 
@@ -129,8 +141,8 @@ def _validate(config: JobConfig) -> None:
             _bad(f"--{name.replace('_', '-')} must be at least 100 images, got {value}")
     if not 0.05 <= config.validation_split <= 0.5:
         _bad(f"--validation-split must be between 0.05 and 0.5, got {config.validation_split}")
-    if config.patience < 1 or config.grace_seconds <= 0:
-        _bad("--patience must be at least 1 and --grace-seconds above 0")
+    if config.patience < 1 or config.grace_seconds <= 0 or config.lease_seconds < 2:
+        _bad("--patience must be at least 1, --grace-seconds above 0, --lease-seconds at least 2")
     if config.logical_cpus < 0 or config.workers < 0:
         _bad("--logical-cpus and --workers cannot be negative")
     if not 1 <= config.oracle_port <= 65535:

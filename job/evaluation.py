@@ -40,12 +40,13 @@ class Evaluation:
         return cls(**{**data, "classes": classes})
 
 
-def evaluate(run: RunDir, data: ImageData, class_names: list[str], batch_size: int) -> Evaluation:
+def evaluate(run: RunDir, data: ImageData, class_names: list[str], batch_size: int,
+             callbacks: list[keras.callbacks.Callback] | None = None) -> Evaluation:
     """Scores `best_model.keras` on the test set, which neither search nor training saw."""
     model = keras.saving.load_model(run.require(rundir.BEST_MODEL, made_by="train"))
     test = test_batches(data, batch_size)
-    loss, accuracy = model.evaluate(test, verbose=0)
-    predicted = np.argmax(model.predict(test, verbose=0), axis=1)
+    loss, accuracy = model.evaluate(test, verbose=0, callbacks=callbacks)
+    predicted = np.argmax(model.predict(test, verbose=0, callbacks=callbacks), axis=1)
     matrix = confusion_matrix(data.y_test, predicted, len(class_names))
     evaluation = Evaluation(test_loss=float(loss), test_accuracy=float(accuracy),
                             test_images=int(len(data.y_test)),

@@ -25,7 +25,7 @@ def sha256_file(path: Path) -> str:
 
 def build(run: RunDir, data_checksums: dict[str, str]) -> dict[str, Any]:
     files = {name: {"size": run.path(name).stat().st_size, "sha256": sha256_file(run.path(name))}
-             for name in run.files() if name != rundir.MANIFEST}
+             for name in run.files() if name not in (rundir.MANIFEST, rundir.STATUS)}
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),

@@ -7,13 +7,15 @@ be rerun alone (`job train`, ...) and `run` can resume after a kill.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
 import tensorflow as tf
 
 from job import data as data_module
-from job import evaluation, manifest, results, rundir, strategy, training, tuning, visualize
+from job import evaluation, manifest, results, rundir, storage, strategy, training, tuning, visualize
+from job.callbacks import StopCheck
 from job.config import JobConfig
 from job.data import ImageData
 from job.errors import BadInputError
@@ -33,10 +35,17 @@ class Context:
     config: JobConfig
     run: RunDir
     stop: StopSignal = field(default_factory=StopSignal)
+    # Where a session syncs state: after every epoch's backup, after every trial.
+    after_epoch: Callable[[], None] = lambda: None
+    after_trial: Callable[[dict], None] = lambda summary: None
+    on_step: Callable[[str], None] = lambda step: None  # before each step of run_all
 
     @functools.cached_property
     def data(self) -> ImageData:
-        loaded = data_module.load(self.config.data, self.config.dataset.value)
+        source = self.config.data
+        if source is not None and storage.is_remote(source):
+            source = str(storage.mirror(source, self.config.work_root / "data"))
+        loaded = data_module.load(source, self.config.dataset.value)
         self.run.write_json(DATA_INFO, {"source": loaded.source, "checksums": loaded.checksums})
         print(f"data: {len(loaded.y_train)} training and {len(loaded.y_test)} test images "
               f"from {loaded.source}, verified", flush=True)
@@ -94,10 +103,14 @@ def is_complete(run: RunDir) -> bool:
 
 def run_all(context: Context) -> evaluation.Evaluation:
     """Every step, skipping those a previous (killed) attempt already finished."""
+    context.on_step("search")
     search(context)
+    context.on_step("train")
     if not (context.run.exists(rundir.BEST_MODEL) and context.run.exists(rundir.HISTORY)):
         train(context, fresh=False)
+    context.on_step("evaluate")
     result = evaluate(context)
+    context.on_step("visualize")
     draw(context)
     return result
 
@@ -108,7 +121,8 @@ def search(context: Context) -> results.SearchResults:
     validation = validation_batches(context.data, splits.validation, context.global_batch)
     print(f"search: {config.tuner.value}, {config.max_trials} trials x {config.epochs} epochs "
           f"on {len(splits.search_train)} images (validation {len(splits.validation)})", flush=True)
-    tuner = tuning.make_tuner(config, context.run, context.strategy, context.stop)
+    tuner = tuning.make_tuner(config, context.run, context.strategy, context.stop,
+                              context.after_epoch, context.after_trial)
     found = tuning.search(tuner, config, train_set, validation)
     results.write(context.run, found)
     print(results.format_table(found), flush=True)
@@ -127,7 +141,7 @@ def train(context: Context, fresh: bool = True) -> training.TrainingHistory:
     train_set = training_batches(context.data, context.splits.train, context.global_batch, config.seed)
     validation = validation_batches(context.data, context.splits.validation, context.global_batch)
     history = training.retrain_best(config, run, found, train_set, validation,
-                                    context.strategy, context.stop)
+                                    context.strategy, context.stop, context.after_epoch)
     print(f"train: best epoch {history.best_epoch}, val_accuracy "
           f"{history.best_val_accuracy:.4f}", flush=True)
     return history
@@ -135,7 +149,7 @@ def train(context: Context, fresh: bool = True) -> training.TrainingHistory:
 
 def evaluate(context: Context) -> evaluation.Evaluation:
     result = evaluation.evaluate(context.run, context.data, context.class_names,
-                                 context.config.batch_size)
+                                 context.config.batch_size, callbacks=[StopCheck(context.stop)])
     print(f"evaluate: {evaluation.summary(result)}", flush=True)
     return result
 

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from job.errors import ExitCode, Preempted
 
@@ -39,23 +40,32 @@ class StopSignal:
 def install_sigterm_handler(stop: StopSignal, grace_seconds: float) -> None:
     """On SIGTERM: set `stop`, and hard-exit with PREEMPTED if still alive after the grace.
 
-    The hard exit is safe because the state synced before is always consistent;
-    it only guards against a step that does not reach a batch boundary in time.
+    Python runs signal handlers only when the main thread returns to bytecode,
+    which a long TensorFlow call can delay by seconds. So the deadline is kept
+    by a thread woken through `signal.set_wakeup_fd`, which the C-level handler
+    writes at once. The hard exit is safe: the state synced before is always
+    consistent; it only guards against a step that does not stop in time.
     """
+    reason = f"received SIGTERM; stopping within {grace_seconds:g} s"
 
     def on_sigterm(signum: int, frame: object) -> None:
-        if stop.is_set():
-            return
-        stop.set(f"received SIGTERM; stopping within {grace_seconds:g} s")
-        print(f"\n{stop.reason}", file=sys.stderr, flush=True)
-        deadline = threading.Timer(max(0.5, grace_seconds - 1.0), _hard_exit)
-        deadline.daemon = True
-        deadline.start()
+        if not stop.is_set():
+            stop.set(reason)
+            print(f"\n{reason}", file=sys.stderr, flush=True)
 
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, on_sigterm)
+    threading.Thread(target=_keep_deadline, args=(read_end, grace_seconds), name="sigterm-deadline",
+                     daemon=True).start()
 
 
-def _hard_exit() -> None:
+def _keep_deadline(read_end: int, grace_seconds: float) -> None:
+    """Waits for a SIGTERM byte on the wakeup pipe, then for the grace period, then exits."""
+    while signal.SIGTERM not in os.read(read_end, 64):
+        continue  # another signal with a Python handler (e.g. SIGINT)
+    time.sleep(max(0.5, grace_seconds - 1.0))  # 1 s margin for the process to end
     print("grace period over: exiting now; the last synced state is kept", file=sys.stderr,
           flush=True)
     os._exit(ExitCode.PREEMPTED)

@@ -30,6 +30,7 @@ FILTERS_PNG = "filters.png"
 HISTORY_PNG = "history.png"
 CONFUSION_PNG = "confusion_matrix.png"
 MANIFEST = "manifest.json"  # written last: its presence marks a complete run
+STATUS = "status.json"  # what `job runs` shows; changes after the manifest, so not in it
 TEMP_MARK = ".partial"  # in the names of files still being written
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from job import rundir
-from job.callbacks import EpochBackup, EpochLog, fit_verbosity
+from job.callbacks import AfterEpoch, EpochBackup, EpochLog, fit_verbosity
 from job.config import JobConfig
 from job.errors import JobError
 from job.model import REFERENCE_BATCH, build_network, compile_network, params_from_values
@@ -28,6 +29,7 @@ from job.rundir import RunDir
 MONITOR = "val_accuracy"
 CHECKPOINT_PATTERN = "best-epoch{epoch:03d}.keras"  # one file per improvement: no in-place rewrite
 EPOCH_LOG = "epochs.json"
+BACKUP = "backup"
 DONE = "trained.json"  # written when fit returns: a rerun then only publishes
 
 
@@ -48,8 +50,11 @@ class TrainingHistory:
 
 def retrain_best(config: JobConfig, run: RunDir, results: SearchResults,
                  train: tf.data.Dataset, validation: tf.data.Dataset,
-                 strategy: tf.distribute.Strategy, stop: StopSignal) -> TrainingHistory:
-    """Trains the best trial's network for `config.final_epochs`, resuming a killed run."""
+                 strategy: tf.distribute.Strategy, stop: StopSignal,
+                 after_epoch: Callable[[], None] = lambda: None) -> TrainingHistory:
+    """Trains the best trial's network for `config.final_epochs`, resuming a killed run.
+
+    `after_epoch` runs after each epoch's backup (where the bucket sync goes)."""
     best = results.best
     if best is None:
         raise JobError("no search trial completed, so there is nothing to retrain; "
@@ -64,10 +69,12 @@ def retrain_best(config: JobConfig, run: RunDir, results: SearchResults,
             model = compile_network(build_network(params),
                                     params.learning_rate * global_batch / REFERENCE_BATCH,
                                     config.jit_compile)
+        callbacks = [*_callbacks(config, checkpoints, log, stop), AfterEpoch(after_epoch)]
         model.fit(train, validation_data=validation, epochs=config.final_epochs,
-                  callbacks=_callbacks(config, checkpoints, log, stop), verbose=fit_verbosity(),
+                  callbacks=callbacks, verbose=fit_verbosity(),
                   shuffle=False)  # the dataset reshuffles itself every epoch
         run.write_json(f"{rundir.CHECKPOINTS}/{DONE}", {"epochs": len(log.read())})
+    run.clear_entry(f"{rundir.CHECKPOINTS}/{BACKUP}")
     history = _history(log.read(), best.hyperparameters)
     _publish(run, _best_checkpoint(checkpoints))
     run.write_json(rundir.HISTORY, history.to_json())
@@ -87,7 +94,9 @@ def _callbacks(config: JobConfig, checkpoints: Path, log: EpochLog,
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                           patience=max(1, config.patience - 1)),
         log,
-        EpochBackup(str(checkpoints / "backup"), stop),
+        # Kept when fit ends: a kill before DONE is written then resumes at the last
+        # epoch instead of training again from scratch.
+        EpochBackup(str(checkpoints / BACKUP), stop, delete_at_end=False),
     ]
 
 

@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import tensorflow as tf
 from keras_tuner.src.engine.oracle import Display
 
 from job import rundir
-from job.callbacks import EpochBackup, EpochLog, NanGuard, fit_verbosity
+from job.callbacks import AfterEpoch, EpochBackup, EpochLog, NanGuard, fit_verbosity
 from job.config import JobConfig, TunerKind
 from job.errors import BadInputError, JobError
 from job.model import CnnHyperModel, params_from_hp
@@ -41,8 +42,13 @@ def project_dir(run: RunDir) -> Path:
 
 
 def make_tuner(config: JobConfig, run: RunDir, strategy: tf.distribute.Strategy,
-               stop: StopSignal) -> keras_tuner.Tuner:
-    """A tuner for `config.tuner`, resuming the search already in `run` if there is one."""
+               stop: StopSignal, after_epoch: Callable[[], None] = lambda: None,
+               after_trial: Callable[[dict], None] = lambda summary: None) -> keras_tuner.Tuner:
+    """A tuner for `config.tuner`, resuming the search already in `run` if there is one.
+
+    `after_epoch` runs after each epoch's backup, `after_trial` after each trial
+    with a summary (trials done, best score): the places to sync state.
+    """
     _refuse_other_space(config, run)
     hypermodel = CnnHyperModel(config.profile, config.batch_size * strategy.num_replicas_in_sync,
                                config.jit_compile)
@@ -56,10 +62,10 @@ def make_tuner(config: JobConfig, run: RunDir, strategy: tf.distribute.Strategy,
         tuner = BayesianTuner(max_trials=config.max_trials, **common)
     else:
         tuner = RandomSearchTuner(max_trials=config.max_trials, **common)
-    tuner.stop = stop
+    tuner.stop, tuner.after_epoch = stop, after_epoch
     total = None if config.tuner == TunerKind.HYPERBAND else config.max_trials
     tuner.oracle._display = TrialReporter(tuner.oracle, project_dir(run) / TIMINGS, total,
-                                          max(1, config.workers))
+                                          max(1, config.workers), after_trial)
     return tuner
 
 
@@ -93,11 +99,13 @@ class TrialReporter(Display):
     sees every trial, whichever worker ran it.
     """
 
-    def __init__(self, oracle: Any, timings_file: Path, total: int | None, workers: int):
+    def __init__(self, oracle: Any, timings_file: Path, total: int | None, workers: int,
+                 after_trial: Callable[[dict], None]):
         super().__init__(oracle, verbose=0)
         self.timings_file = timings_file
         self.total = total
         self.workers = workers
+        self.after_trial = after_trial
         self.seconds: dict[str, float] = (json.loads(timings_file.read_text())
                                           if timings_file.exists() else {})
         self._started: dict[str, float] = {}
@@ -113,6 +121,12 @@ class TrialReporter(Display):
         temp.write_text(json.dumps(self.seconds))
         os.replace(temp, self.timings_file)
         print(self.progress_line(trial, elapsed), flush=True)
+        self.after_trial(self.summary())
+
+    def summary(self) -> dict[str, Any]:
+        best = self.oracle.get_best_trials(1)
+        return {"trials_done": len(self.oracle.end_order), "max_trials": self.total,
+                "best_val_accuracy": best[0].score if best else None}
 
     def progress_line(self, trial: Any, elapsed: float) -> str:
         number = f"{int(trial.trial_id) + 1}" + (f"/{self.total}" if self.total else "")
@@ -138,6 +152,7 @@ class _JobTunerMixin:
     """Adds the per-trial epoch backup, stop checks and memory release to a KerasTuner tuner."""
 
     stop: StopSignal
+    after_epoch: Callable[[], None]
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         """KerasTuner's trial, plus a backup and a log of every epoch in the trial's folder.
@@ -148,7 +163,8 @@ class _JobTunerMixin:
         folder = self.get_trial_dir(trial.trial_id)
         log = EpochLog(os.path.join(folder, "epochs.json"))
         backup = EpochBackup(os.path.join(folder, "backup"), self.stop)
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), log, backup]
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), log, backup,
+                               AfterEpoch(self.after_epoch)]
         histories = super().run_trial(trial, *args, **kwargs)
         if self.executions_per_trial > 1:  # averaged by KerasTuner; a restart redoes them all
             return [{**_best_epoch(h.history), "epochs": len(h.epoch)} for h in histories]

@@ -68,3 +68,59 @@ def run_job(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
     """`python -m job ARGS` as a separate process, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "job", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd or ROOT, env={**os.environ, **QUIET_TF, **(env or {})})
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 30) -> None:
+    """Bounded wait until something listens on 127.0.0.1:port."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A real GCS-compatible server (gcp-storage-emulator) on 127.0.0.1, stopped by PID."""
+    port = free_port()
+    executable = Path(sys.executable).with_name("gcp-storage-emulator")
+    process = subprocess.Popen([str(executable), "start", "--host=127.0.0.1", f"--port={port}",
+                                "--in-memory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty bucket in the emulator; its name. STORAGE_EMULATOR_HOST is set."""
+    import uuid
+
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    storage.Client().create_bucket(name)
+    return name
