@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from job.config import Dataset, JobConfig, Profile, StrategyKind, TunerKind, new_run_id
+from job.config import Dataset, JobConfig, Profile, Role, StrategyKind, TunerKind, new_run_id
 from job.errors import BadInputError, ExitCode, JobError, Preempted
 from job.preemption import StopSignal
 
@@ -64,6 +64,16 @@ WorkDir = Annotated[Optional[str], _opt("work-dir", "Local working directory of 
                                         "folder in the system temp dir.")]
 LeaseSeconds = Annotated[float, _opt("lease-seconds", "A writer of a bucket run silent this long "
                                      "is presumed dead and its run taken over.")]
+RoleOpt = Annotated[Role, _opt("role", "Distributed search: auto takes it from "
+                              "JOB_COMPLETION_INDEX (0 = chief, 1..N = workers), else standalone.")]
+Workers = Annotated[int, _opt("workers", "Distributed search: the number of worker processes.")]
+OracleHost = Annotated[Optional[str], _opt("oracle-host", "Distributed search: the chief's "
+                                           "address that workers dial, e.g. <job>-0.<service>.")]
+OraclePort = Annotated[int, _opt("oracle-port", "Distributed search: the oracle's TCP port.")]
+OracleBind = Annotated[str, _opt("oracle-bind", "Distributed search: the address the chief "
+                                 "listens on.")]
+WorkerTimeout = Annotated[float, _opt("worker-timeout", "Distributed search: seconds without news "
+                                      "from a worker before its trial goes to another.")]
 GraceSeconds = Annotated[float, _opt("grace-seconds", "After SIGTERM, save state and exit "
                                      f"{ExitCode.PREEMPTED.value} within this many seconds.")]
 
@@ -74,11 +84,14 @@ def run(data: Data = None, dataset: DatasetOpt = Dataset.MNIST, artifacts: Artif
         max_trials: MaxTrials = 4, epochs: Epochs = 3, final_epochs: FinalEpochs = 12,
         executions_per_trial: Executions = 1, seed: Seed = 42, subset: Subset = None,
         search_subset: SearchSubset = 12000, validation_split: ValidationSplit = 0.2,
-        batch_size: BatchSize = 256, patience: Patience = 3,
+        batch_size: BatchSize = 128, patience: Patience = 3,
         strategy: Strategy = StrategyKind.AUTO, logical_cpus: LogicalCpus = 0,
         jit_compile: JitCompile = False, mixed_precision: MixedPrecision = False,
         overwrite: Overwrite = False, grace_seconds: GraceSeconds = 10.0,
-        work_dir: WorkDir = None, lease_seconds: LeaseSeconds = 60.0) -> None:
+        work_dir: WorkDir = None, lease_seconds: LeaseSeconds = 60.0,
+        role: RoleOpt = Role.AUTO, workers: Workers = 0, oracle_host: OracleHost = None,
+        oracle_port: OraclePort = 8000, oracle_bind: OracleBind = "0.0.0.0",
+        worker_timeout: WorkerTimeout = 600.0) -> None:
     """Search, retrain the best, evaluate and visualize: the whole job."""
     options = locals()
     _guarded(lambda: _execute(_config(options), only_search=False))
@@ -89,12 +102,15 @@ def search(data: Data = None, dataset: DatasetOpt = Dataset.MNIST, artifacts: Ar
            run_id: RunId = None, tuner: Tuner = TunerKind.RANDOM, profile: ProfileOpt = Profile.QUICK,
            max_trials: MaxTrials = 4, epochs: Epochs = 3, executions_per_trial: Executions = 1,
            seed: Seed = 42, subset: Subset = None, search_subset: SearchSubset = 12000,
-           validation_split: ValidationSplit = 0.2, batch_size: BatchSize = 256,
+           validation_split: ValidationSplit = 0.2, batch_size: BatchSize = 128,
            patience: Patience = 3, strategy: Strategy = StrategyKind.AUTO,
            logical_cpus: LogicalCpus = 0, jit_compile: JitCompile = False,
            mixed_precision: MixedPrecision = False, overwrite: Overwrite = False,
            grace_seconds: GraceSeconds = 10.0, work_dir: WorkDir = None,
-           lease_seconds: LeaseSeconds = 60.0) -> None:
+           lease_seconds: LeaseSeconds = 60.0,
+           role: RoleOpt = Role.AUTO, workers: Workers = 0, oracle_host: OracleHost = None,
+           oracle_port: OraclePort = 8000, oracle_bind: OracleBind = "0.0.0.0",
+           worker_timeout: WorkerTimeout = 600.0) -> None:
     """Only the search (creates or resumes the run): trials.csv, results.json."""
     options = locals()
     _guarded(lambda: _execute(_config(options), only_search=True))

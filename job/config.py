@@ -82,7 +82,8 @@ class JobConfig:
     role: Role = Role.AUTO
     workers: int = 0  # distributed search: number of worker processes
     oracle_port: int = 8000
-    oracle_host: str | None = None  # workers dial this; default from the Job's DNS
+    oracle_host: str | None = None  # workers dial this: <job>-0.<service> in an Indexed Job
+    oracle_bind: str = "0.0.0.0"  # the chief listens here (all interfaces, for other pods)
     worker_timeout: float = 600.0  # seconds without news before a trial is reassigned
 
     def __post_init__(self) -> None:
@@ -143,8 +144,8 @@ def _validate(config: JobConfig) -> None:
         _bad(f"--validation-split must be between 0.05 and 0.5, got {config.validation_split}")
     if config.patience < 1 or config.grace_seconds <= 0 or config.lease_seconds < 2:
         _bad("--patience must be at least 1, --grace-seconds above 0, --lease-seconds at least 2")
-    if config.logical_cpus < 0 or config.workers < 0:
-        _bad("--logical-cpus and --workers cannot be negative")
+    if config.logical_cpus < 0 or config.workers < 0 or config.worker_timeout <= 0:
+        _bad("--logical-cpus and --workers cannot be negative, --worker-timeout must be above 0")
     if not 1 <= config.oracle_port <= 65535:
         _bad(f"--oracle-port must be a TCP port (1-65535), got {config.oracle_port}")
     if "://" in config.artifacts and not config.artifacts.startswith("gs://"):

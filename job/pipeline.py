@@ -7,6 +7,7 @@ be rerun alone (`job train`, ...) and `run` can resume after a kill.
 from __future__ import annotations
 
 import functools
+from contextlib import ExitStack
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,16 +15,19 @@ import keras
 import tensorflow as tf
 
 from job import data as data_module
+from job import distributed
 from job import evaluation, manifest, results, rundir, storage, strategy, training, tuning, visualize
 from job.callbacks import StopCheck
-from job.config import JobConfig
+from job.config import JobConfig, Role
 from job.data import ImageData
+from job.distributed import Placement
 from job.errors import BadInputError
 from job.inputs import Splits, make_splits, training_batches, validation_batches
 from job.preemption import StopSignal
 from job.rundir import RunDir
 
 DATA_INFO = "data.json"  # where the data came from and its checksums, for the manifest
+STANDALONE = Placement(Role.STANDALONE, 0, "tuner0")
 FINAL_ARTIFACTS = (rundir.RESULTS, rundir.TRIALS_CSV, rundir.BEST_MODEL, rundir.HISTORY,
                    rundir.METRICS, rundir.FILTERS_PNG, rundir.HISTORY_PNG, rundir.CONFUSION_PNG)
 
@@ -35,6 +39,8 @@ class Context:
     config: JobConfig
     run: RunDir
     stop: StopSignal = field(default_factory=StopSignal)
+    placement: Placement = STANDALONE
+    resources: ExitStack = field(default_factory=ExitStack)  # closed when the run ends
     # Where a session syncs state: after every epoch's backup, after every trial.
     after_epoch: Callable[[], None] = lambda: None
     after_trial: Callable[[dict], None] = lambda summary: None
@@ -71,7 +77,8 @@ class Context:
         return data_module.CLASS_NAMES[self.config.dataset.value]
 
 
-def start(config: JobConfig, run: RunDir, stop: StopSignal | None = None) -> Context:
+def start(config: JobConfig, run: RunDir, stop: StopSignal | None = None,
+          placement: Placement = STANDALONE) -> Context:
     """Prepares `run` for `config`: a new run, or the resumption of the same one."""
     if config.overwrite:
         run.clear()
@@ -85,7 +92,7 @@ def start(config: JobConfig, run: RunDir, stop: StopSignal | None = None) -> Con
     run.root.mkdir(parents=True, exist_ok=True)
     run.write_json(rundir.CONFIG, config.to_json())
     keras.utils.set_random_seed(config.seed)
-    return Context(config=config, run=run, stop=stop or StopSignal())
+    return Context(config=config, run=run, stop=stop or StopSignal(), placement=placement)
 
 
 def reopen(run: RunDir, **overrides: object) -> Context:
@@ -115,18 +122,38 @@ def run_all(context: Context) -> evaluation.Evaluation:
     return result
 
 
-def search(context: Context) -> results.SearchResults:
+def search(context: Context) -> results.SearchResults | None:
+    """Runs or finishes the search; a distributed worker returns None (the chief has the
+    results), the chief serves the oracle to the workers instead of training."""
+    config, placement = context.config, context.placement
+    distributed.export_for_keras_tuner(placement, config)
+    if placement.role == Role.WORKER:
+        distributed.wait_for_chief(config, context.stop)
+    tuner = tuning.make_tuner(config, context.run, context.strategy, context.stop,
+                              context.after_epoch, context.after_trial)
+    if placement.role == Role.CHIEF:
+        print(f"search: serving the oracle on {config.oracle_bind}:{config.oracle_port} to "
+              f"{config.workers} workers, {config.max_trials} trials", flush=True)
+        server = distributed.OracleServer(tuner.oracle, config.oracle_bind, config.oracle_port,
+                                          config.worker_timeout)
+        context.resources.enter_context(server).wait_for_search(context.stop)
+    else:
+        _run_trials(context, tuner)
+        if placement.role == Role.WORKER:
+            return None
+    found = tuning.results_of(tuner)
+    results.write(context.run, found)
+    print(results.format_table(found), flush=True)
+    return found
+
+
+def _run_trials(context: Context, tuner: object) -> None:
     config, splits = context.config, context.splits
     train_set = training_batches(context.data, splits.search_train, context.global_batch, config.seed)
     validation = validation_batches(context.data, splits.validation, context.global_batch)
     print(f"search: {config.tuner.value}, {config.max_trials} trials x {config.epochs} epochs "
           f"on {len(splits.search_train)} images (validation {len(splits.validation)})", flush=True)
-    tuner = tuning.make_tuner(config, context.run, context.strategy, context.stop,
-                              context.after_epoch, context.after_trial)
-    found = tuning.search(tuner, config, train_set, validation)
-    results.write(context.run, found)
-    print(results.format_table(found), flush=True)
-    return found
+    tuning.search(tuner, config, train_set, validation)
 
 
 def train(context: Context, fresh: bool = True) -> training.TrainingHistory:

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from job import pipeline, rundir, storage
-from job.config import JobConfig, work_root
+from job import distributed, pipeline, rundir, storage
+from job.config import JobConfig, Role, work_root
 from job.errors import JobError, Preempted
 from job.preemption import StopSignal
 from job.rundir import RunDir
@@ -31,11 +31,13 @@ class Session:
     """One run's local directory, its store (if synced) and its status."""
 
     def __init__(self, artifacts: str, run_id: str, stop: StopSignal, work_dir: str | None = None,
-                 lease_seconds: float = 60.0):
-        self.stop = stop
+                 lease_seconds: float = 60.0, scope: str = "main", reports: bool = True):
+        """`scope` names this process's state in the store (a distributed worker's is its
+        own); `reports` is False for workers: only the chief writes status and artifacts."""
+        self.stop, self.reports = stop, reports
         synced = storage.is_remote(artifacts) or work_dir is not None
         self.run = RunDir((work_root(work_dir) if synced else Path(artifacts)) / run_id)
-        self.sync = (RunSync(storage.open_store(artifacts), run_id, self.run,
+        self.sync = (RunSync(storage.open_store(artifacts), run_id, self.run, scope=scope,
                              lease_seconds=lease_seconds) if synced else None)
         self.status: dict[str, Any] = {"run_id": run_id}
 
@@ -77,6 +79,8 @@ class Session:
 
     def report(self, state: str, **fields: Any) -> None:
         """Updates status.json (what `job runs` shows), here and in the store."""
+        if not self.reports:
+            return
         self.status.update(fields, state=state,
                            updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self.run.root.mkdir(parents=True, exist_ok=True)
@@ -129,28 +133,32 @@ class Session:
 
 
 def execute(config: JobConfig, stop: StopSignal, only_search: bool = False) -> None:
-    """`job run` / `job search`: a new run, or the resumption of one."""
-    session = Session(config.artifacts, config.run_id, stop, config.work_dir, config.lease_seconds)
+    """`job run` / `job search`: a new run, or the resumption of one; in a distributed
+    search, the part of this process (chief or worker)."""
+    placement = distributed.place(config)
+    session = Session(config.artifacts, config.run_id, stop, config.work_dir, config.lease_seconds,
+                      scope=placement.scope, reports=placement.role != Role.WORKER)
     if session.is_complete() and not config.overwrite:
         print(f"run {config.run_id!r} is already complete in {session.where}; "
               "pass --overwrite to redo it")
         return
-    print(f"run {config.run_id!r} in {session.where}", flush=True)
+    print(f"run {config.run_id!r} in {session.where} ({placement.role.value})", flush=True)
     session.open(config.overwrite)
     session.status["max_trials"] = config.max_trials
     with session.active():
-        context = pipeline.start(config, session.run, stop)
+        context = pipeline.start(config, session.run, stop, placement)
         session.wire(context)
-        if only_search:
-            context.on_step("search")
-            pipeline.search(context)
+        with context.resources:
+            if only_search or placement.role == Role.WORKER:
+                context.on_step("search")
+                pipeline.search(context)
+                session.checkpoint()
+                session.report("searched")
+                return
+            evaluation = pipeline.run_all(context)
             session.checkpoint()
-            session.report("searched")
-            return
-        evaluation = pipeline.run_all(context)
-        session.checkpoint()
-        if pipeline.finish(context):
-            session.complete(test_accuracy=evaluation.test_accuracy)
+            if pipeline.finish(context):
+                session.complete(test_accuracy=evaluation.test_accuracy)
 
 
 def execute_step(artifacts: str, run_id: str, step: str, stop: StopSignal,

@@ -28,6 +28,9 @@ from job.storage import Store, md5_file
 
 
 
+HASH_CACHE_MIN_BYTES = 1 << 20
+
+
 class RunSync:
     """Syncs one run directory with `store/<run_id>/`; `scope` names this writer's state."""
 
@@ -37,7 +40,7 @@ class RunSync:
         self.base = f"{run_id}/"
         self.state = f"{self.base}state/{scope}/"
         self.lease = Lease(store, f"{self.state}lease.json", lease_seconds)
-        self._hashes: dict[str, tuple[int, int, str]] = {}  # path -> (size, mtime_ns, sha256)
+        self._hashes: dict[str, tuple[tuple[int, ...], str]] = {}  # path -> (stat key, sha256)
         self._uploaded: set[str] | None = None  # blob hashes known to be in the store
         self._index: dict[str, dict[str, Any]] = {}
 
@@ -127,16 +130,21 @@ class RunSync:
         return self._uploaded
 
     def _local_index(self) -> dict[str, dict[str, Any]]:
+        """Every file's SHA-256. Small files are always hashed: a file rewritten with the
+        same size within one tick of the file system's clock keeps its mtime, and
+        KerasTuner rewrites oracle.json that fast. Large ones are cached by size, times
+        and inode (they are written whole, under new names)."""
         files = {}
         for name in self.run.files():
             if name == STATUS:
                 continue
             stat = self.run.path(name).stat()
+            key = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
             cached = self._hashes.get(name)
-            if cached is None or cached[:2] != (stat.st_size, stat.st_mtime_ns):
-                cached = (stat.st_size, stat.st_mtime_ns, sha256_file(self.run.path(name)))
+            if cached is None or cached[0] != key or stat.st_size < HASH_CACHE_MIN_BYTES:
+                cached = (key, sha256_file(self.run.path(name)))
                 self._hashes[name] = cached
-            files[name] = {"sha256": cached[2], "size": cached[0]}
+            files[name] = {"sha256": cached[1], "size": stat.st_size}
         return files
 
     def _restore(self, index: dict[str, dict[str, Any]]) -> None:

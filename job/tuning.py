@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ from job.model import CnnHyperModel, params_from_hp
 from job.preemption import StopSignal
 from job.results import OBJECTIVE, SearchResults, from_oracle
 from job.rundir import RunDir
+
+# Reporting every epoch to the oracle (on_epoch_end) makes KerasTuner warn that it
+# then skips the final report of the trial: that is what we want.
+warnings.filterwarnings("ignore", message="The use case of calling", category=DeprecationWarning)
 
 PROJECT = "search"  # KerasTuner's project folder: tuner/search/
 TIMINGS = "timings.json"
@@ -63,15 +68,16 @@ def make_tuner(config: JobConfig, run: RunDir, strategy: tf.distribute.Strategy,
     else:
         tuner = RandomSearchTuner(max_trials=config.max_trials, **common)
     tuner.stop, tuner.after_epoch = stop, after_epoch
-    total = None if config.tuner == TunerKind.HYPERBAND else config.max_trials
-    tuner.oracle._display = TrialReporter(tuner.oracle, project_dir(run) / TIMINGS, total,
-                                          max(1, config.workers), after_trial)
+    if isinstance(tuner.oracle, keras_tuner.Oracle):  # not on a worker: the chief has the oracle
+        total = None if config.tuner == TunerKind.HYPERBAND else config.max_trials
+        tuner.oracle._display = TrialReporter(tuner.oracle, project_dir(run) / TIMINGS, total,
+                                              max(1, config.workers), after_trial)
     return tuner
 
 
 def search(tuner: keras_tuner.Tuner, config: JobConfig, train: tf.data.Dataset,
-           validation: tf.data.Dataset) -> SearchResults:
-    """Runs (or finishes) the search; returns every trial's record."""
+           validation: tf.data.Dataset) -> None:
+    """Runs trials until the oracle says stop (finishing an interrupted search)."""
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
@@ -85,7 +91,6 @@ def search(tuner: keras_tuner.Tuner, config: JobConfig, train: tf.data.Dataset,
     except RuntimeError as error:  # KerasTuner gives up after 3 consecutive failed trials
         first_line = str(error).strip().splitlines()[0]
         raise JobError(f"search stopped: {first_line}; see trials.csv for each error") from None
-    return results_of(tuner)
 
 
 def results_of(tuner: keras_tuner.Tuner) -> SearchResults:
@@ -112,6 +117,7 @@ class TrialReporter(Display):
 
     def on_trial_begin(self, trial: Any) -> None:
         self._started[trial.trial_id] = time.monotonic()
+        self.after_trial(self.summary())  # a new trial is oracle state worth syncing
 
     def on_trial_end(self, trial: Any) -> None:
         started = self._started.pop(trial.trial_id, time.monotonic())
@@ -172,6 +178,17 @@ class _JobTunerMixin:
         by_name = {name: [logs[name] for logs in epochs.values()] for name in epochs[min(epochs)]}
         return {**_best_epoch(by_name), "epochs": len(epochs)}
 
+    def on_epoch_end(self, trial: Any, model: Any, epoch: int, logs: dict | None = None) -> None:
+        """Reports every epoch to the oracle: the trial's record then holds all its epochs
+        (also those before a restart), and a distributed chief hears from this worker."""
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        if OBJECTIVE not in metrics:
+            return
+        try:
+            self.oracle.update_trial(trial.trial_id, {**metrics, "epochs": epoch + 1}, step=epoch)
+        except Exception as error:  # noqa: BLE001 - a chief restarting: the trial goes on
+            print(f"could not report epoch {epoch + 1} to the oracle: {error}", flush=True)
+
     def pre_create_trial(self) -> None:
         self.stop.raise_if_set()
 
@@ -179,8 +196,15 @@ class _JobTunerMixin:
         super().on_search_begin()
         self.oracle.verbose = 0  # search() copied fit's verbosity here; our reporter prints
 
+    def on_trial_begin(self, trial: Any) -> None:
+        super().on_trial_begin(trial)
+        if not isinstance(self.oracle, keras_tuner.Oracle):  # a worker: the chief prints results
+            print(f"trial {int(trial.trial_id) + 1}: training it for the chief", flush=True)
+
     def on_trial_end(self, trial: Any) -> None:
         super().on_trial_end(trial)
+        if not isinstance(self.oracle, keras_tuner.Oracle):
+            print(f"trial {int(trial.trial_id) + 1}: reported to the chief", flush=True)
         gc.collect()  # the trial's model is gone; keep peak memory flat across trials
 
 

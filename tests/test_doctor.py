@@ -21,8 +21,8 @@ def test_the_report_describes_this_machine(tmp_path: Path) -> None:
     assert report.versions["tensorflow"] == tf.__version__
     assert report.versions["keras"] == keras.__version__
     assert report.versions["keras-tuner"] == keras_tuner.__version__
-    assert [gpu.name for gpu in report.gpus] == [
-        device.name.removeprefix("/physical_device:") for device in tf.config.list_physical_devices("GPU")]
+    visible = tf.config.list_physical_devices("GPU")
+    assert [gpu.name for gpu in report.gpus] == [d.name.removeprefix("/physical_device:") for d in visible]
     if len(report.gpus) < 2:  # auto means mirrored only over two GPUs or more
         assert report.strategy == "_DefaultDistributionStrategy with 1 replica(s)"
     assert report.ok and report.store.detail.startswith("local directory, writable")
