@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from job.errors import ExitCode
-from job.storage import GcsStore
+from job.gcs import GcsStore
 from tests.conftest import run_job
 from tests.faultproxy import FaultProxy
 from tests.processes import JobProcess

@@ -15,7 +15,7 @@ import pytest
 from job.distributed import Placement, place
 from job.config import JobConfig, Role
 from job.errors import BadInputError
-from job.storage import GcsStore
+from job.gcs import GcsStore
 from tests.conftest import free_port
 from tests.processes import JobProcess
 from tests.test_k8s import container, environment, objects

@@ -8,7 +8,8 @@ import pytest
 from google.api_core import exceptions as api
 
 from job.errors import StorageError
-from job.storage import GcsStore, LocalStore, PreconditionFailed, Store, md5_file, mirror
+from job.gcs import GcsStore
+from job.storage import LocalStore, PreconditionFailed, Store, md5_file, mirror
 
 
 @pytest.fixture(params=["local", "gcs"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from job.rundir import RunDir
-from job.storage import LocalStore, Store
+from job.storage import LocalStore
 from job.sync import RunSync
 
 
