@@ -7,8 +7,10 @@ Heavy imports (TensorFlow) happen inside the commands, so --help stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,6 +19,8 @@ import typer
 from job.config import Dataset, JobConfig, Profile, Role, StrategyKind, TunerKind, new_run_id
 from job.errors import BadInputError, ExitCode, JobError, Preempted
 from job.preemption import StopSignal
+
+D = SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(JobConfig)})  # the defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
@@ -79,38 +83,43 @@ GraceSeconds = Annotated[float, _opt("grace-seconds", "After SIGTERM, save state
 
 
 @app.command()
-def run(data: Data = None, dataset: DatasetOpt = Dataset.MNIST, artifacts: Artifacts = "artifacts",
-        run_id: RunId = None, tuner: Tuner = TunerKind.RANDOM, profile: ProfileOpt = Profile.QUICK,
-        max_trials: MaxTrials = 4, epochs: Epochs = 3, final_epochs: FinalEpochs = 12,
-        executions_per_trial: Executions = 1, seed: Seed = 42, subset: Subset = None,
-        search_subset: SearchSubset = 12000, validation_split: ValidationSplit = 0.2,
-        batch_size: BatchSize = 128, patience: Patience = 3,
-        strategy: Strategy = StrategyKind.AUTO, logical_cpus: LogicalCpus = 0,
-        jit_compile: JitCompile = False, mixed_precision: MixedPrecision = False,
-        overwrite: Overwrite = False, grace_seconds: GraceSeconds = 10.0,
-        work_dir: WorkDir = None, lease_seconds: LeaseSeconds = 60.0,
-        role: RoleOpt = Role.AUTO, workers: Workers = 0, oracle_host: OracleHost = None,
-        oracle_port: OraclePort = 8000, oracle_bind: OracleBind = "0.0.0.0",
-        worker_timeout: WorkerTimeout = 600.0) -> None:
+def run(data: Data = None, dataset: DatasetOpt = D.dataset, artifacts: Artifacts = D.artifacts,
+        run_id: RunId = None, tuner: Tuner = D.tuner, profile: ProfileOpt = D.profile,
+        max_trials: MaxTrials = D.max_trials, epochs: Epochs = D.epochs,
+        final_epochs: FinalEpochs = D.final_epochs,
+        executions_per_trial: Executions = D.executions_per_trial, seed: Seed = D.seed,
+        subset: Subset = None, search_subset: SearchSubset = D.search_subset,
+        validation_split: ValidationSplit = D.validation_split,
+        batch_size: BatchSize = D.batch_size, patience: Patience = D.patience,
+        strategy: Strategy = D.strategy, logical_cpus: LogicalCpus = D.logical_cpus,
+        jit_compile: JitCompile = D.jit_compile,
+        mixed_precision: MixedPrecision = D.mixed_precision, overwrite: Overwrite = D.overwrite,
+        grace_seconds: GraceSeconds = D.grace_seconds, work_dir: WorkDir = None,
+        lease_seconds: LeaseSeconds = D.lease_seconds, role: RoleOpt = D.role,
+        workers: Workers = D.workers, oracle_host: OracleHost = None,
+        oracle_port: OraclePort = D.oracle_port, oracle_bind: OracleBind = D.oracle_bind,
+        worker_timeout: WorkerTimeout = D.worker_timeout) -> None:
     """Search, retrain the best, evaluate and visualize: the whole job."""
     options = locals()
     _guarded(lambda: _execute(_config(options), only_search=False))
 
 
 @app.command()
-def search(data: Data = None, dataset: DatasetOpt = Dataset.MNIST, artifacts: Artifacts = "artifacts",
-           run_id: RunId = None, tuner: Tuner = TunerKind.RANDOM, profile: ProfileOpt = Profile.QUICK,
-           max_trials: MaxTrials = 4, epochs: Epochs = 3, executions_per_trial: Executions = 1,
-           seed: Seed = 42, subset: Subset = None, search_subset: SearchSubset = 12000,
-           validation_split: ValidationSplit = 0.2, batch_size: BatchSize = 128,
-           patience: Patience = 3, strategy: Strategy = StrategyKind.AUTO,
-           logical_cpus: LogicalCpus = 0, jit_compile: JitCompile = False,
-           mixed_precision: MixedPrecision = False, overwrite: Overwrite = False,
-           grace_seconds: GraceSeconds = 10.0, work_dir: WorkDir = None,
-           lease_seconds: LeaseSeconds = 60.0,
-           role: RoleOpt = Role.AUTO, workers: Workers = 0, oracle_host: OracleHost = None,
-           oracle_port: OraclePort = 8000, oracle_bind: OracleBind = "0.0.0.0",
-           worker_timeout: WorkerTimeout = 600.0) -> None:
+def search(data: Data = None, dataset: DatasetOpt = D.dataset, artifacts: Artifacts = D.artifacts,
+           run_id: RunId = None, tuner: Tuner = D.tuner, profile: ProfileOpt = D.profile,
+           max_trials: MaxTrials = D.max_trials, epochs: Epochs = D.epochs,
+           executions_per_trial: Executions = D.executions_per_trial, seed: Seed = D.seed,
+           subset: Subset = None, search_subset: SearchSubset = D.search_subset,
+           validation_split: ValidationSplit = D.validation_split,
+           batch_size: BatchSize = D.batch_size, patience: Patience = D.patience,
+           strategy: Strategy = D.strategy, logical_cpus: LogicalCpus = D.logical_cpus,
+           jit_compile: JitCompile = D.jit_compile,
+           mixed_precision: MixedPrecision = D.mixed_precision, overwrite: Overwrite = D.overwrite,
+           grace_seconds: GraceSeconds = D.grace_seconds, work_dir: WorkDir = None,
+           lease_seconds: LeaseSeconds = D.lease_seconds, role: RoleOpt = D.role,
+           workers: Workers = D.workers, oracle_host: OracleHost = None,
+           oracle_port: OraclePort = D.oracle_port, oracle_bind: OracleBind = D.oracle_bind,
+           worker_timeout: WorkerTimeout = D.worker_timeout) -> None:
     """Only the search (creates or resumes the run): trials.csv, results.json."""
     options = locals()
     _guarded(lambda: _execute(_config(options), only_search=True))

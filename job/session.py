@@ -19,7 +19,7 @@ from typing import Any
 
 from job import distributed, pipeline, rundir, storage
 from job.config import JobConfig, Role, work_root
-from job.errors import JobError, Preempted
+from job.errors import JobError, Preempted, RunConflictError
 from job.preemption import StopSignal
 from job.rundir import RunDir
 from job.sync import RunSync
@@ -111,6 +111,8 @@ class Session:
         except Preempted:
             self._save_on_exit("preempted")
             raise
+        except RunConflictError:
+            raise  # the run is another process's now: write nothing more
         except (JobError, KeyboardInterrupt) as error:
             self._save_on_exit("failed", error=str(error))
             raise
