@@ -235,13 +235,20 @@ def _synchronized(function: Any) -> Any:
 
 @_synchronized
 def _resume_ongoing_trials(oracle: Any) -> None:
-    """Undoes KerasTuner's reload, which sends the trials that were running to the
-    retry queue: after a chief restart their workers are still training them."""
+    """Reloads a restarted chief's oracle, keeping each running trial with its worker.
+
+    KerasTuner reloads an oracle only together with its tuner's own file, which a
+    chief never writes (it runs no trials), so it would start the search over. And
+    its reload sends the trials that were running to the retry queue, while after a
+    chief restart their workers are still training them (or resume them from backups).
+    """
     import json
 
     state_file = os.path.join(oracle._project_dir, "oracle.json")
     if not os.path.exists(state_file):
         return
+    if not oracle.trials:
+        oracle.reload()
     with open(state_file) as stream:
         ongoing = json.load(stream).get("ongoing_trials", {})
     for tuner_id, trial_id in ongoing.items():

@@ -11,12 +11,14 @@ What we add to KerasTuner, and why:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
+import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import keras
 import keras_tuner
 import tensorflow as tf
 from keras_tuner.src.engine.oracle import Display
+from tensorflow.python.framework import ops as tf_ops
 
 from job import rundir
 from job.callbacks import AfterEpoch, EpochBackup, EpochLog, NanGuard, fit_verbosity
@@ -40,6 +43,7 @@ warnings.filterwarnings("ignore", message="The use case of calling", category=De
 
 PROJECT = "search"  # KerasTuner's project folder: tuner/search/
 TIMINGS = "timings.json"
+BACKUP = "backup"  # each trial's epoch backup, in its folder
 
 
 def project_dir(run: RunDir) -> Path:
@@ -67,7 +71,7 @@ def make_tuner(config: JobConfig, run: RunDir, strategy: tf.distribute.Strategy,
         tuner = BayesianTuner(max_trials=config.max_trials, **common)
     else:
         tuner = RandomSearchTuner(max_trials=config.max_trials, **common)
-    tuner.stop, tuner.after_epoch = stop, after_epoch
+    tuner.stop, tuner.after_epoch, tuner.job_seed = stop, after_epoch, config.seed
     if isinstance(tuner.oracle, keras_tuner.Oracle):  # not on a worker: the chief has the oracle
         total = None if config.tuner == TunerKind.HYPERBAND else config.max_trials
         tuner.oracle._display = TrialReporter(tuner.oracle, project_dir(run) / TIMINGS, total,
@@ -159,6 +163,7 @@ class _JobTunerMixin:
 
     stop: StopSignal
     after_epoch: Callable[[], None]
+    job_seed: int
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         """KerasTuner's trial, plus a backup and a log of every epoch in the trial's folder.
@@ -168,13 +173,18 @@ class _JobTunerMixin:
         """
         folder = self.get_trial_dir(trial.trial_id)
         log = EpochLog(os.path.join(folder, "epochs.json"))
-        backup = EpochBackup(os.path.join(folder, "backup"), self.stop)
+        # Kept after fit (with one execution): a kill before the oracle has the result
+        # must find the finished backup, not retrain. on_trial_end removes it.
+        backup = EpochBackup(os.path.join(folder, BACKUP), self.stop,
+                             delete_at_end=self.executions_per_trial > 1)
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), log, backup,
                                AfterEpoch(self.after_epoch)]
-        histories = super().run_trial(trial, *args, **kwargs)
+        with _forgetting_gradient_functions():
+            histories = super().run_trial(trial, *args, **kwargs)
         if self.executions_per_trial > 1:  # averaged by KerasTuner; a restart redoes them all
             return [{**_best_epoch(h.history), "epochs": len(h.epoch)} for h in histories]
         epochs = log.read()
+        self._report_missing(trial, epochs)
         by_name = {name: [logs[name] for logs in epochs.values()] for name in epochs[min(epochs)]}
         return {**_best_epoch(by_name), "epochs": len(epochs)}
 
@@ -189,6 +199,17 @@ class _JobTunerMixin:
         except Exception as error:  # noqa: BLE001 - a chief restarting: the trial goes on
             print(f"could not report epoch {epoch + 1} to the oracle: {error}", flush=True)
 
+    def _report_missing(self, trial: Any, epochs: dict[int, dict[str, float]]) -> None:
+        """Reports the logged epochs the oracle has not recorded: a chief restarted from
+        its last snapshot can lack reports it had, and a trial resumed from a finished
+        backup trains (and reports) no epoch again."""
+        metrics = self.oracle.get_trial(trial.trial_id).metrics
+        known = ({observation.step for observation in metrics.get_history("epochs")}
+                 if metrics.exists("epochs") else set())
+        for epoch, logs in sorted(epochs.items()):
+            if epoch not in known:
+                self.on_epoch_end(trial, None, epoch, logs)
+
     def pre_create_trial(self) -> None:
         self.stop.raise_if_set()
 
@@ -198,11 +219,15 @@ class _JobTunerMixin:
 
     def on_trial_begin(self, trial: Any) -> None:
         super().on_trial_begin(trial)
+        # Each trial's weights and dropout from its own seed: the same trial gets the same
+        # start whatever ran before it in this process (a resume, a bucket sync, a worker).
+        keras.utils.set_random_seed(self.job_seed + int(trial.trial_id))
         if not isinstance(self.oracle, keras_tuner.Oracle):  # a worker: the chief prints results
             print(f"trial {int(trial.trial_id) + 1}: training it for the chief", flush=True)
 
     def on_trial_end(self, trial: Any) -> None:
-        super().on_trial_end(trial)
+        super().on_trial_end(trial)  # the oracle has the result now
+        shutil.rmtree(os.path.join(self.get_trial_dir(trial.trial_id), BACKUP), ignore_errors=True)
         if not isinstance(self.oracle, keras_tuner.Oracle):
             print(f"trial {int(trial.trial_id) + 1}: reported to the chief", flush=True)
         gc.collect()  # the trial's model is gone; keep peak memory flat across trials
@@ -218,6 +243,25 @@ class HyperbandTuner(_JobTunerMixin, keras_tuner.Hyperband):
 
 class BayesianTuner(_JobTunerMixin, keras_tuner.BayesianOptimization):
     pass
+
+
+@contextlib.contextmanager
+def _forgetting_gradient_functions() -> Iterator[None]:
+    """Drops the gradient functions TensorFlow registered globally while a trial traced.
+
+    Keras all-reduces gradients even under the default strategy, and TensorFlow's
+    all-reduce is a `custom_gradient`: each trace registers a gradient function
+    that keeps the trial's whole traced step alive, about 11 MB a trial for good
+    (bench/memory.py). After the trial nothing differentiates those graphs again.
+    """
+    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry or ())
+    try:
+        yield
+    finally:
+        for name in set(registry or ()) - before:
+            if name.startswith("CustomGradient-"):
+                del registry[name]
 
 
 def _best_epoch(history: dict[str, list[float]]) -> dict[str, float]:
