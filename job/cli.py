@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 from types import SimpleNamespace
 from pathlib import Path
@@ -148,8 +149,9 @@ def visualize(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None,
 
 
 @app.command()
-def pull(run_url: Annotated[str, typer.Argument(help="ARTIFACTS/RUN_ID, e.g. gs://bucket/mnist/exp-42")],
-         dest: Annotated[Path, typer.Argument(help="Local directory to fill.")],
+def pull(run_url: Annotated[str, typer.Argument(metavar="RUN_URL",
+                                                help="ARTIFACTS/RUN_ID, e.g. gs://bucket/mnist/exp-42")],
+         dest: Annotated[Path, typer.Argument(metavar="DEST", help="Local directory to fill.")],
          partial: Annotated[bool, _opt("partial", "Fetch an unfinished run's latest snapshot.")] = False) -> None:
     """Download a run, every file verified against its manifest (manifest.json last)."""
     def fetch() -> None:
@@ -171,6 +173,8 @@ def runs(artifacts: Annotated[str, typer.Argument(envvar="JOB_ARTIFACTS", show_e
         from job import runs as runs_module
         from job.storage import open_store
 
+        if not artifacts.startswith("gs://") and not Path(artifacts).is_dir():
+            raise BadInputError(f"{artifacts}: no such directory; pass a folder or gs:// prefix of runs")
         found = runs_module.list_runs(open_store(artifacts))
         print(runs_module.format_runs(found) if found else f"no runs in {artifacts}")
 
@@ -238,19 +242,24 @@ def _guarded(action: object) -> None:
     except JobError as error:
         print(f"error: {error}", file=sys.stderr)
         raise typer.Exit(error.exit_code) from None
-    except Preempted as stop:
-        print(f"preempted: {stop}; the state is saved, run the same command to resume",
-              file=sys.stderr)
+    except Preempted:
+        print("preempted: the state is saved; run the same command to resume", file=sys.stderr)
         raise typer.Exit(ExitCode.PREEMPTED) from None
+    except KeyboardInterrupt:
+        print("interrupted: the state is saved; run the same command to resume", file=sys.stderr)
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
 
 
 def main() -> None:
     """Console entry point: usage errors also become one line and exit code 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ logs quiet
+    # Until a command installs its own handler: nothing is written yet, so a SIGTERM
+    # (e.g. a pod deleted while TensorFlow loads) is a clean "preempted, retry".
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(ExitCode.PREEMPTED))
     try:
         code = app(standalone_mode=False)
     except typer.Abort:
-        code = 130
+        code = ExitCode.INTERRUPTED
     except Exception as error:
         # Typer vendors Click's usage errors (bad option, bad choice); they carry
         # format_message and exit_code. Anything else is a bug: keep its traceback.

@@ -46,7 +46,7 @@ class Role(str, Enum):
 # Fields that define what a search explores: a run may only be resumed with the
 # same values (max_trials may grow, to extend a search).
 SEARCH_FIELDS = ("dataset", "tuner", "profile", "epochs", "executions_per_trial",
-                 "seed", "subset", "search_subset", "validation_split")
+                 "seed", "subset", "search_subset", "validation_split", "batch_size")
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -110,9 +110,9 @@ class JobConfig:
         return cls(**values)
 
     def search_differences(self, other: JobConfig) -> list[str]:
-        """Search-defining fields where `other` differs, as 'name: a -> b'."""
+        """Search-defining options where `other` differs, as '--name: a -> b'."""
         mine, theirs = self.to_json(), other.to_json()
-        return [f"{name}: {theirs[name]} -> {mine[name]}"
+        return [f"{_flag(name)}: {_shown(theirs[name])} -> {_shown(mine[name])}"
                 for name in SEARCH_FIELDS if mine[name] != theirs[name]]
 
 
@@ -132,24 +132,38 @@ def new_run_id() -> str:
 def _validate(config: JobConfig) -> None:
     if not _RUN_ID.match(config.run_id):
         _bad(f"--run-id {config.run_id!r}: use letters, digits, '.', '_' or '-' (max 63)")
-    positive = ("max_trials", "epochs", "final_epochs", "executions_per_trial", "batch_size")
-    for name in positive:
-        if getattr(config, name) < 1:
-            _bad(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
-    for name in ("subset", "search_subset"):
+    for name in ("max_trials", "epochs", "final_epochs", "executions_per_trial", "batch_size",
+                 "patience"):
+        _at_least(config, name, 1)
+    for name in ("logical_cpus", "workers"):
+        _at_least(config, name, 0)
+    _at_least(config, "lease_seconds", 2)
+    for name, hint in (("subset", ""), ("search_subset", " (0: all)")):
         value = getattr(config, name)
         if value is not None and value < 100:
-            _bad(f"--{name.replace('_', '-')} must be at least 100 images, got {value}")
+            _bad(f"{_flag(name)} must be at least 100 images{hint}, got {value}")
     if not 0.05 <= config.validation_split <= 0.5:
         _bad(f"--validation-split must be between 0.05 and 0.5, got {config.validation_split}")
-    if config.patience < 1 or config.grace_seconds <= 0 or config.lease_seconds < 2:
-        _bad("--patience must be at least 1, --grace-seconds above 0, --lease-seconds at least 2")
-    if config.logical_cpus < 0 or config.workers < 0 or config.worker_timeout <= 0:
-        _bad("--logical-cpus and --workers cannot be negative, --worker-timeout must be above 0")
+    for name in ("grace_seconds", "worker_timeout"):
+        if getattr(config, name) <= 0:
+            _bad(f"{_flag(name)} must be above 0, got {getattr(config, name)}")
     if not 1 <= config.oracle_port <= 65535:
         _bad(f"--oracle-port must be a TCP port (1-65535), got {config.oracle_port}")
     if "://" in config.artifacts and not config.artifacts.startswith("gs://"):
         _bad(f"--artifacts {config.artifacts!r}: only local paths and gs:// are supported")
+
+
+def _at_least(config: JobConfig, name: str, minimum: float) -> None:
+    if getattr(config, name) < minimum:
+        _bad(f"{_flag(name)} must be at least {minimum}, got {getattr(config, name)}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    return "all" if value is None else str(value)
 
 
 def _bad(message: str) -> None:

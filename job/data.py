@@ -28,6 +28,11 @@ IDX_FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# SHA-256 of the decompressed training images of the canonical downloads.
+CANONICAL_TRAIN_IMAGES = {
+    "mnist": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "fashion-mnist": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+}
 CLASS_NAMES = {
     "mnist": [str(digit) for digit in range(NUM_CLASSES)],
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -62,7 +67,18 @@ def load(data: str | Path | None, dataset: str = "mnist") -> ImageData:
     npz = sorted(path.glob("*.npz"))
     if npz and not _has_dataset(path):
         return _load_npz(npz[0])
-    return _load_idx_dir(path)
+    return _refuse_other_dataset(_load_idx_dir(path), dataset)
+
+
+def _refuse_other_dataset(loaded: ImageData, dataset: str) -> ImageData:
+    """The canonical files of one dataset given with --dataset naming the other: its class
+    names (and the run's label) would be wrong."""
+    found = loaded.checksums.get(IDX_FILES["x_train"])
+    for name, checksum in CANONICAL_TRAIN_IMAGES.items():
+        if found == checksum and name != dataset:
+            raise BadInputError(f"{loaded.source}: expected {dataset} files, found the canonical "
+                                f"{name} files; pass --dataset {name}")
+    return loaded
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -163,8 +179,9 @@ def _load_keras_cache(dataset: str) -> ImageData:
     try:
         (x_train, y_train), (x_test, y_test) = loader[dataset].load_data()
     except Exception as error:  # noqa: BLE001 - any download failure means the same
-        raise BadInputError(f"could not load {dataset} through Keras' download "
-                            f"({type(error).__name__}); pass --data DIR with the IDX files") from None
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise BadInputError(f"could not load {dataset} through Keras' download ({cause}); "
+                            "pass --data DIR with the IDX files") from None
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     checksums = {f"keras:{k}": hashlib.sha256(v.tobytes()).hexdigest() for k, v in arrays.items()}
     return _verified(arrays, checksums, source=f"keras:{dataset}")

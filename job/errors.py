@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     STORAGE = 3  # the artifact store failed after every retry: retrying may help
     CONFLICT = 4  # another process owns this run: do not retry blindly
     PREEMPTED = 75  # SIGTERM: state is saved, safe to retry (EX_TEMPFAIL)
+    INTERRUPTED = 130  # Ctrl-C: state is saved (128 + SIGINT, as shells report it)
 
 
 class JobError(Exception):

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from job.config import JobConfig
 from job.data import NUM_CLASSES, ImageData
+from job.errors import BadInputError
 from job.split import stratified_sample, train_validation_split
 
 
@@ -28,6 +29,9 @@ class Splits:
 def make_splits(labels: np.ndarray, config: JobConfig) -> Splits:
     """Seeded and stratified: the same config always gives the same images."""
     pool = np.arange(len(labels))
+    if config.subset is not None and config.subset > len(labels):
+        raise BadInputError(f"--subset {config.subset}: expected at most the {len(labels)} "
+                            "training images there are")
     if config.subset is not None and config.subset < len(labels):
         pool = stratified_sample(labels, config.subset, config.seed)
     train, validation = train_validation_split(labels[pool], config.validation_split, config.seed)

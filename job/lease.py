@@ -39,6 +39,9 @@ class Lease:
         """Takes the lease, waiting (at most `seconds` plus a poll) for an abandoned one."""
         observed = self.store.read(self.key)
         first_seen = time.monotonic()
+        if observed is not None and not _released(observed[0]):
+            print(f"{_holder(observed[0])} holds this run: waiting up to {self.seconds:.0f} s "
+                  "to see whether it is still alive", file=sys.stderr, flush=True)
         while observed is not None and not _released(observed[0]):
             time.sleep(min(5.0, self.seconds / 4))
             current = self.store.read(self.key)

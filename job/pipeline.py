@@ -18,7 +18,7 @@ from job import data as data_module
 from job import distributed
 from job import evaluation, manifest, results, rundir, storage, strategy, training, tuning, visualize
 from job.callbacks import StopCheck
-from job.config import JobConfig, Role
+from job.config import JobConfig, Role, TunerKind
 from job.data import ImageData
 from job.distributed import Placement
 from job.errors import BadInputError
@@ -28,6 +28,14 @@ from job.rundir import RunDir
 
 DATA_INFO = "data.json"  # where the data came from and its checksums, for the manifest
 STANDALONE = Placement(Role.STANDALONE, 0, "tuner0")
+# What each step writes, in order: rerunning a step alone removes what later steps made
+# from the old outputs, so that no manifest certifies a mix.
+STEP_OUTPUTS = {
+    "search": (rundir.RESULTS, rundir.TRIALS_CSV),
+    "train": (rundir.CHECKPOINTS, rundir.BEST_MODEL, rundir.SAVED_MODEL, rundir.HISTORY),
+    "evaluate": (rundir.METRICS,),
+    "visualize": (rundir.FILTERS_PNG, rundir.HISTORY_PNG, rundir.CONFUSION_PNG),
+}
 FINAL_ARTIFACTS = (rundir.RESULTS, rundir.TRIALS_CSV, rundir.BEST_MODEL, rundir.HISTORY,
                    rundir.METRICS, rundir.FILTERS_PNG, rundir.HISTORY_PNG, rundir.CONFUSION_PNG)
 
@@ -52,14 +60,24 @@ class Context:
         if source is not None and storage.is_remote(source):
             source = str(storage.mirror(source, self.config.work_root / "data"))
         loaded = data_module.load(source, self.config.dataset.value)
-        self.run.write_json(DATA_INFO, {"source": loaded.source, "checksums": loaded.checksums})
+        if self.run.exists(DATA_INFO) and not self.config.overwrite:
+            stored = self.run.read_json(DATA_INFO)["checksums"]
+            if stored != loaded.checksums:
+                raise BadInputError(f"{loaded.source}: expected the data that run "
+                                    f"{self.config.run_id!r} started with, found files with other "
+                                    "checksums; use a new --run-id, or --overwrite to start over")
         print(f"data: {len(loaded.y_train)} training and {len(loaded.y_test)} test images "
               f"from {loaded.source}, verified", flush=True)
         return loaded
 
     @functools.cached_property
     def splits(self) -> Splits:
-        return make_splits(self.data.y_train, self.config)
+        found = make_splits(self.data.y_train, self.config)
+        if self.global_batch > len(found.search_train):
+            raise BadInputError(f"--batch-size {self.config.batch_size}: the global batch of "
+                                f"{self.global_batch} is more than the {len(found.search_train)} "
+                                "training images; use a smaller batch")
+        return found
 
     @functools.cached_property
     def strategy(self) -> tf.distribute.Strategy:
@@ -79,20 +97,25 @@ class Context:
 
 def start(config: JobConfig, run: RunDir, stop: StopSignal | None = None,
           placement: Placement = STANDALONE) -> Context:
-    """Prepares `run` for `config`: a new run, or the resumption of the same one."""
-    if config.overwrite:
-        run.clear()
-    elif run.exists(rundir.CONFIG):
+    """Prepares `run` for `config`: a new run, or the resumption of the same one.
+
+    The data is checked before anything is written: bad data leaves no run behind."""
+    if run.exists(rundir.CONFIG) and not config.overwrite:
         previous = JobConfig.from_json(run.read_json(rundir.CONFIG))
         differences = config.search_differences(previous)
         if differences:
             raise BadInputError(
                 f"run {config.run_id!r} was started with other settings ({'; '.join(differences)}); "
                 "use a new --run-id, or --overwrite to start over")
+    context = Context(config=config, run=run, stop=stop or StopSignal(), placement=placement)
+    loaded = context.data
+    if config.overwrite:
+        run.clear()
     run.root.mkdir(parents=True, exist_ok=True)
     run.write_json(rundir.CONFIG, config.to_json())
+    run.write_json(DATA_INFO, {"source": loaded.source, "checksums": loaded.checksums})
     keras.utils.set_random_seed(config.seed)
-    return Context(config=config, run=run, stop=stop or StopSignal(), placement=placement)
+    return context
 
 
 def reopen(run: RunDir, **overrides: object) -> Context:
@@ -102,6 +125,21 @@ def reopen(run: RunDir, **overrides: object) -> Context:
     run.clear_entry(rundir.MANIFEST)  # the step changes artifacts: the old manifest is stale
     keras.utils.set_random_seed(config.seed)
     return Context(config=config, run=run)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def invalidate_after(run: RunDir, step: str) -> None:
+    """Removes the outputs of the steps after `step` (which are about to be stale)."""
+    later = list(STEP_OUTPUTS)[list(STEP_OUTPUTS).index(step) + 1:]
+    stale = [s for s in later if any(run.exists(name) for name in STEP_OUTPUTS[s])]
+    for name in (name for s in stale for name in STEP_OUTPUTS[s]):
+        run.clear_entry(name)
+    if stale:
+        print(f"{step}: removed the old outputs of {', '.join(stale)}; rerun "
+              f"{' and '.join(f'`job {s}`' for s in stale)} afterwards", flush=True)
 
 
 def is_complete(run: RunDir) -> bool:
@@ -151,8 +189,11 @@ def _run_trials(context: Context, tuner: object) -> None:
     config, splits = context.config, context.splits
     train_set = training_batches(context.data, splits.search_train, context.global_batch, config.seed)
     validation = validation_batches(context.data, splits.validation, context.global_batch)
-    print(f"search: {config.tuner.value}, {config.max_trials} trials x {config.epochs} epochs "
-          f"on {len(splits.search_train)} images (validation {len(splits.validation)})", flush=True)
+    budget = (f"up to {_count(config.epochs, 'epoch')} per model, trials from its brackets"
+              if config.tuner == TunerKind.HYPERBAND else
+              f"{_count(config.max_trials, 'trial')} x {_count(config.epochs, 'epoch')}")
+    print(f"search: {config.tuner.value}, {budget} on {len(splits.search_train)} images "
+          f"(validation {len(splits.validation)})", flush=True)
     tuning.search(tuner, config, train_set, validation)
 
 
@@ -164,7 +205,8 @@ def train(context: Context, fresh: bool = True) -> training.TrainingHistory:
         run.clear_entry(rundir.CHECKPOINTS)
     found = results.read(run)
     print(f"train: best trial {found.best.trial if found.best else '-'} for up to "
-          f"{config.final_epochs} epochs on {len(context.splits.train)} images", flush=True)
+          f"{_count(config.final_epochs, 'epoch')} on {len(context.splits.train)} images",
+          flush=True)
     train_set = training_batches(context.data, context.splits.train, context.global_batch, config.seed)
     validation = validation_batches(context.data, context.splits.validation, context.global_batch)
     history = training.retrain_best(config, run, found, train_set, validation,

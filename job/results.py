@@ -61,7 +61,8 @@ def from_oracle(oracle: Any, seconds: dict[str, float]) -> SearchResults:
         metrics = trial.metrics
         epochs = metrics.get_last_value("epochs") if metrics.exists("epochs") else None
         best = metrics.get_best_value(OBJECTIVE) if metrics.exists(OBJECTIVE) else None
-        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        values = {k: round(v, 10) if isinstance(v, float) else v  # 0.30000000000000004 -> 0.3
+                  for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
         message = (trial.message or "").strip().splitlines()
         records.append(TrialRecord(
             trial=int(trial_id) + 1, trial_id=trial_id, status=str(trial.status).lower(),

@@ -11,7 +11,7 @@ from typing import Any
 from job import rundir
 from job.errors import BadInputError, StorageError
 from job.manifest import sha256_file
-from job.storage import Store, open_store
+from job.storage import LocalStore, Store, open_store
 
 SCOPES = ("main", "chief")  # whose snapshot a partial pull takes
 
@@ -66,6 +66,8 @@ def pull(store: Store, run_id: str, dest: Path, partial: bool = False) -> int:
 
     A complete run comes from its manifest (written into `dest` last); an
     incomplete one only with `partial`, from its latest snapshot."""
+    if dest.exists() and not dest.is_dir():
+        raise BadInputError(f"{dest}: expected a directory to pull into, found a file")
     stored = store.read(f"{run_id}/{rundir.MANIFEST}")
     if stored is not None:
         manifest = json.loads(stored[0])
@@ -86,20 +88,26 @@ def pull(store: Store, run_id: str, dest: Path, partial: bool = False) -> int:
     return len(files) + (stored is not None)
 
 
-def _snapshot_files(store: Store, run_id: str) -> tuple[dict[str, str], dict[str, str]]:
+def _snapshot_files(store: Store, run_id: str) -> tuple[dict[str, str], dict[str, str | None]]:
+    """An unfinished run's files: its latest snapshot (bucket runs), else the files as
+    they are (a local run works in place; there is nothing to check them against)."""
     for scope in SCOPES:
         index = store.read(f"{run_id}/state/{scope}/index.json")
         if index is not None:
             entries = json.loads(index[0])["files"]
             files = {n: f"{run_id}/state/{scope}/blobs/{e['sha256']}" for n, e in entries.items()}
             return files, {n: e["sha256"] for n, e in entries.items()}
+    if isinstance(store, LocalStore):
+        names = [o.key[len(run_id) + 1:] for o in store.list(f"{run_id}/")]
+        if names:
+            return {n: f"{run_id}/{n}" for n in names}, dict.fromkeys(names)
     raise BadInputError(f"{store.url}/{run_id}: nothing to pull; the run has no saved state")
 
 
-def _fetch_verified(store: Store, key: str, path: Path, sha256: str) -> None:
+def _fetch_verified(store: Store, key: str, path: Path, sha256: str | None) -> None:
     for _ in range(2):  # a second download, in case the first one raced a rewrite
         store.download(key, path)
-        if sha256_file(path) == sha256:
+        if sha256 is None or sha256_file(path) == sha256:
             return
     path.unlink(missing_ok=True)
     raise StorageError(f"{store.url}/{key}: content does not match the manifest's SHA-256")

@@ -9,6 +9,7 @@ state is synced before the process exits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -19,7 +20,8 @@ from typing import Any
 
 from job import distributed, pipeline, rundir, storage
 from job.config import JobConfig, Role, work_root
-from job.errors import JobError, Preempted, RunConflictError
+from job.errors import BadInputError, JobError, Preempted, RunConflictError
+from job.lease import Lease
 from job.preemption import StopSignal
 from job.rundir import RunDir
 from job.sync import RunSync
@@ -36,9 +38,16 @@ class Session:
         own); `reports` is False for workers: only the chief writes status and artifacts."""
         self.stop, self.reports = stop, reports
         synced = storage.is_remote(artifacts) or work_dir is not None
-        self.run = RunDir((work_root(work_dir) if synced else Path(artifacts)) / run_id)
+        # The work dir of a synced run is keyed by its store too: two buckets may each
+        # hold a run of the same name.
+        store_key = hashlib.sha256(artifacts.encode()).hexdigest()[:12]
+        self.run = RunDir(work_root(work_dir) / store_key / run_id if synced
+                          else Path(artifacts) / run_id)
         self.sync = (RunSync(storage.open_store(artifacts), run_id, self.run, scope=scope,
                              lease_seconds=lease_seconds) if synced else None)
+        # A local run has a lease too, beside its folder: two processes never write one run.
+        self.lease = (self.sync.lease if self.sync else
+                      Lease(storage.LocalStore(Path(artifacts)), f"{run_id}.lease", lease_seconds))
         self.status: dict[str, Any] = {"run_id": run_id}
 
     @property
@@ -51,6 +60,7 @@ class Session:
     def open(self, overwrite: bool = False) -> None:
         """Takes the run (lease) and brings the local directory up to the stored state."""
         if self.sync is None:
+            self.lease.acquire()
             if self.run.exists(rundir.STATUS) and not overwrite:
                 self.status.update(self.run.read_json(rundir.STATUS))
             return
@@ -65,6 +75,8 @@ class Session:
             print(f"resuming from {self.sync.url}", flush=True)
         elif self.sync.is_complete():
             self._download_published()
+        else:
+            self.run.clear()  # nothing stored: an old local copy is not this run's state
 
     def wire(self, context: pipeline.Context) -> None:
         """Hooks the sync points into the pipeline."""
@@ -97,11 +109,12 @@ class Session:
         self.checkpoint()
         self.report("running", step=step)
 
-    def complete(self, **fields: Any) -> None:
-        self.report("complete", step="done", **fields)
+    def complete(self) -> None:
+        metrics = self.run.read_json(rundir.METRICS) if self.run.exists(rundir.METRICS) else {}
+        self.report("complete", step="done", test_accuracy=metrics.get("test_accuracy"))
         if self.sync is not None:
             uploaded = self.sync.publish(before_each=self.stop.raise_if_set)
-            print(f"published {uploaded} changed files to {self.sync.url}", flush=True)
+            print(f"published to {self.sync.url} ({uploaded} new or changed files)", flush=True)
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -111,14 +124,16 @@ class Session:
         except Preempted:
             self._save_on_exit("preempted")
             raise
-        except RunConflictError:
-            raise  # the run is another process's now: write nothing more
-        except (JobError, KeyboardInterrupt) as error:
-            self._save_on_exit("failed", error=str(error))
+        except (RunConflictError, BadInputError):
+            raise  # not this run's failure (another writer, bad options or data): state unchanged
+        except KeyboardInterrupt:
+            self._save_on_exit("interrupted")
+            raise
+        except Exception as error:
+            self._save_on_exit("failed", error=str(error).strip().splitlines()[0][:300])
             raise
         finally:
-            if self.sync is not None:
-                self.sync.close()
+            self.lease.release()
 
     def _save_on_exit(self, state: str, **fields: Any) -> None:
         try:  # the status first: it is small, and the snapshot may be cut by the deadline
@@ -153,14 +168,16 @@ def execute(config: JobConfig, stop: StopSignal, only_search: bool = False) -> N
         with context.resources:
             if only_search or placement.role == Role.WORKER:
                 context.on_step("search")
+                if placement.role != Role.WORKER:
+                    pipeline.invalidate_after(context.run, "search")
                 pipeline.search(context)
                 session.checkpoint()
                 session.report("searched")
                 return
-            evaluation = pipeline.run_all(context)
+            pipeline.run_all(context)
             session.checkpoint()
             if pipeline.finish(context):
-                session.complete(test_accuracy=evaluation.test_accuracy)
+                session.complete()
 
 
 def execute_step(artifacts: str, run_id: str, step: str, stop: StopSignal,
@@ -172,7 +189,11 @@ def execute_step(artifacts: str, run_id: str, step: str, stop: StopSignal,
         context = pipeline.reopen(session.run, **overrides)
         context.stop = stop
         session.wire(context)
+        context.on_step(step)
+        pipeline.invalidate_after(context.run, step)
         STEPS[step](context)
         session.checkpoint()
         if pipeline.finish(context):
             session.complete()
+        else:
+            session.report("incomplete", step=f"{step} done")

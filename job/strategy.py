@@ -24,10 +24,19 @@ def configure_devices(logical_cpus: int, mixed_precision: bool) -> None:
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)  # share GPUs with other trials
-    if mixed_precision and gpus:
+    if mixed_precision and gpus and all(_has_tensor_cores(gpu) for gpu in gpus):
         import keras
 
         keras.mixed_precision.set_global_policy("mixed_float16")
+    elif mixed_precision:
+        # float16 without tensor cores (or on a CPU) is slower than float32, not faster.
+        print("mixed precision: off, it needs GPUs with tensor cores (compute capability 7.0+)",
+              flush=True)
+
+
+def _has_tensor_cores(gpu: tf.config.PhysicalDevice) -> bool:
+    capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+    return capability is not None and tuple(capability) >= (7, 0)
 
 
 def make_strategy(kind: StrategyKind) -> tf.distribute.Strategy:

@@ -64,6 +64,7 @@ def retrain_best(config: JobConfig, run: RunDir, results: SearchResults,
     checkpoints.mkdir(parents=True, exist_ok=True)
     log = EpochLog(str(checkpoints / EPOCH_LOG))
     if not (checkpoints / DONE).exists():
+        keras.utils.set_random_seed(config.seed)  # the same start whatever ran before
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         with strategy.scope():
             model = compile_network(build_network(params),

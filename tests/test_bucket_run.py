@@ -57,8 +57,9 @@ def test_a_bucket_run_lands_whole_and_pulls_byte_for_byte(bucket: str, gcs_emula
     assert pulled.returncode == 0, pulled.stderr
     manifest = json.loads((tmp_path / "pulled" / "manifest.json").read_text())
     assert {"best_model.keras", "metrics.json", "filters.png", "trials.csv"} <= set(manifest["files"])
+    [local] = work.glob("*/exp-1")  # WORK_DIR/<store key>/<run id>
     for name in manifest["files"]:
-        assert (tmp_path / "pulled" / name).read_bytes() == (work / "exp-1" / name).read_bytes()
+        assert (tmp_path / "pulled" / name).read_bytes() == (local / name).read_bytes()
     listed = run_job("runs", f"gs://{bucket}/mnist", env=env)
     assert re.search(r"exp-1\s+complete\s+done\s+2/2", listed.stdout), listed.stdout
     again = run_job(*_args(bucket, "unused", work, "exp-1"), env=env, timeout=120)

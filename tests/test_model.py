@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import keras_tuner
+import numpy as np
 import pytest
 
 from job.config import Profile
-from job.model import CnnHyperModel, NetworkParams, build_network, params_from_hp, params_from_values
+from job.model import (CnnHyperModel, NetworkParams, build_network, fused, params_from_hp,
+                       params_from_values)
 
 
 def test_search_space_defaults_are_the_network_defaults() -> None:
@@ -46,3 +50,22 @@ def test_learning_rate_scales_with_the_global_batch() -> None:
     hypermodel = CnnHyperModel(Profile.QUICK, global_batch=512)
     model = hypermodel.build(keras_tuner.HyperParameters())
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(4e-3)
+
+
+def test_fused_batch_norm_computes_what_keras_does_and_saves_as_keras_layer(tmp_path: Path) -> None:
+    images = np.random.default_rng(0).normal(2.0, 3.0, (32, 6, 6, 4)).astype("float32")
+    standard = keras.layers.BatchNormalization(momentum=0.9)
+    fast = fused(keras.layers.BatchNormalization(momentum=0.9))
+    for training in (True, False):  # inference uses the moving statistics the step updated
+        # rtol: the fused kernel's moving variance has Bessel's correction, n / (n - 1).
+        np.testing.assert_allclose(fast(images, training=training),
+                                   standard(images, training=training), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(fast.moving_mean.numpy(), standard.moving_mean.numpy(), rtol=1e-5)
+
+    model = build_network(NetworkParams())
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")  # no job import needed
+    batch_norms = [layer for layer in loaded.layers if "BatchNormalization" in type(layer).__name__]
+    assert {type(layer) for layer in batch_norms} == {keras.layers.BatchNormalization}
+    digits = np.random.default_rng(1).random((2, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(loaded(digits), model(digits), atol=1e-6)

@@ -59,16 +59,20 @@ def test_a_search_stopped_after_trial_1_resumes_without_retraining_it(tmp_path: 
     assert [t["status"] for t in results["trials"]] == ["completed"] * 3
 
 
-def test_a_changed_search_is_refused(tmp_path: Path) -> None:
+def test_a_changed_search_or_other_data_is_refused(tmp_path: Path, mnist_dir: Path,
+                                                   mini_mnist: Path) -> None:
     from job import pipeline
 
     run = RunDir(tmp_path / "r")
-    pipeline.start(JobConfig(run_id="r", tuner="random"), run)
+    data = str(mnist_dir)
+    pipeline.start(JobConfig(run_id="r", tuner="random", data=data), run)
 
-    with pytest.raises(BadInputError, match=r"\(tuner: random -> bayesian\); use a new --run-id"):
-        pipeline.start(JobConfig(run_id="r", tuner="bayesian"), run)
-    pipeline.start(JobConfig(run_id="r", tuner="random", max_trials=9), run)  # growing is fine
-    pipeline.start(JobConfig(run_id="r", tuner="bayesian", overwrite=True), run)
+    with pytest.raises(BadInputError, match=r"\(--tuner: random -> bayesian\); use a new --run-id"):
+        pipeline.start(JobConfig(run_id="r", tuner="bayesian", data=data), run)
+    with pytest.raises(BadInputError, match="expected the data that run 'r' started with"):
+        pipeline.start(JobConfig(run_id="r", data=str(mini_mnist)), run)
+    pipeline.start(JobConfig(run_id="r", tuner="random", max_trials=9, data=data), run)  # growing
+    pipeline.start(JobConfig(run_id="r", tuner="bayesian", overwrite=True, data=data), run)
 
 
 class _DivergingFirstTrial(CnnHyperModel):
@@ -92,8 +96,10 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path: Path
     tuner = tuning.make_tuner(config, run, strategy, StopSignal())
     tuner.hypermodel = _DivergingFirstTrial(Profile.QUICK, config.batch_size)
 
-    found = tuning.search(tuner, config, training_batches(data, splits.search_train, 256, 1),
-                          validation_batches(data, splits.validation, 256))
+    tuning.search(tuner, config, training_batches(data, splits.search_train, 256, 1),
+                  validation_batches(data, splits.validation, 256))
+
+    found = tuning.results_of(tuner)
 
     assert [t.status for t in found.trials] == ["failed", "completed"]
     assert "loss became nan" in found.trials[0].message
@@ -109,3 +115,42 @@ def test_same_seed_same_trial_hyperparameters(tmp_path: Path) -> None:
 
     assert first_values(7, "a") == first_values(7, "b")
     assert first_values(7, "a") != first_values(8, "c")
+
+
+def test_finished_trials_leave_no_traced_graphs_behind(tmp_path: Path, mnist_dir: Path) -> None:
+    """Each trace of Keras' gradient all-reduce registers a global gradient function that
+    would keep the trial's traced step (~11 MB) alive for good; bench/memory.py measures it."""
+    from tensorflow.python.framework import ops
+
+    def custom_gradients() -> set[str]:
+        return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
+
+    config = JobConfig(run_id="graphs", subset=600, max_trials=2, epochs=1, search_subset=None)
+    data = load(mnist_dir)
+    splits = make_splits(data.y_train, config)
+    tuner = tuning.make_tuner(config, RunDir(tmp_path / "graphs"),
+                              strategy_module.make_strategy(config.strategy), StopSignal())
+    before = custom_gradients()
+
+    tuning.search(tuner, config, training_batches(data, splits.search_train, 128, 1),
+                  validation_batches(data, splits.validation, 128))
+
+    assert [t.status for t in tuning.results_of(tuner).trials] == ["completed", "completed"]
+    assert custom_gradients() == before
+
+
+@pytest.mark.parametrize("kind", ["hyperband", "bayesian"])
+def test_the_other_tuners_search_real_data(kind: str, tmp_path: Path, mnist_dir: Path) -> None:
+    config = JobConfig(run_id=kind, tuner=kind, subset=800, max_trials=2, epochs=2,
+                       search_subset=None, batch_size=32)
+    data = load(mnist_dir)
+    splits = make_splits(data.y_train, config)
+    tuner = tuning.make_tuner(config, RunDir(tmp_path / kind),
+                              strategy_module.make_strategy(config.strategy), StopSignal())
+
+    tuning.search(tuner, config, training_batches(data, splits.search_train, 32, 1),
+                  validation_batches(data, splits.validation, 32))
+
+    found = tuning.results_of(tuner)
+    assert found.completed and found.best.val_accuracy > 0.1
+    assert all(t.epochs >= 1 for t in found.completed)

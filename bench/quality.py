@@ -1,0 +1,44 @@
+"""Model quality: `job run --profile full` on several seeds; mean and spread of test accuracy."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from bench.report import Result, Target
+from bench.runs import job_run
+
+COLUMNS = ["seed", "seconds", "test_accuracy", "trials", "final_epochs", "best"]
+TARGET_ACCURACY = 0.995  # mean over the seeds
+
+
+def quality(data_dir: str, work: Path, seeds: list[int], args: list[str]) -> Result:
+    rows = []
+    for seed in seeds:
+        outcome = job_run(f"full-seed{seed}", [*args, "--seed", str(seed)], data_dir, work)
+        print(f"quality: seed {seed}: test accuracy {outcome.test_accuracy:.4f} in "
+              f"{outcome.seconds:.0f} s", flush=True)
+        rows.append({"seed": seed, "seconds": round(outcome.seconds),
+                     "test_accuracy": round(outcome.test_accuracy, 4),
+                     "trials": outcome.details["trials"],
+                     "final_epochs": outcome.details["final_epochs"],
+                     "best": _short(outcome.details["best"] or {})})
+    accuracies = [r["test_accuracy"] for r in rows]
+    mean = statistics.fmean(accuracies)
+    spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    targets = [Target(f"mean test accuracy over {len(seeds)} seeds", round(mean, 4),
+                      f">= {TARGET_ACCURACY}", mean >= TARGET_ACCURACY,
+                      f"{mean:.4f} ± {spread:.4f} (sample std); per seed {accuracies}")]
+    settings = {"command": f"job run {' '.join(args)} --seed SEED", "seeds": seeds}
+    return Result("quality", "Model quality of the full profile", settings, COLUMNS, rows,
+                  targets)
+
+
+def _short(hyperparameters: dict) -> str:
+    """The best trial's point, compactly: conv1/conv2/dense, flags, learning rate."""
+    if not hyperparameters:
+        return "—"
+    hp = hyperparameters
+    flags = [name for name in ("double_conv", "augment") if hp.get(name)]
+    return (f"{hp.get('conv1_filters')}/{hp.get('conv2_filters')}/{hp.get('dense_units')}"
+            f" {'+'.join(flags) or 'plain'} lr {hp.get('learning_rate', 0):.2g}")
