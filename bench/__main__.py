@@ -75,10 +75,18 @@ def _run(args: argparse.Namespace) -> int:
         work = args.work or temporary
         for name in args.benchmarks or (ALL if args.smoke else DEFAULT_SET):
             before, started = machine.load_average(), time.monotonic()
-            result = _benchmark(name, args.data, data, Path(work) / name, preset[name])
-            result.machine = {**facts, "load_before": before, "load_after": machine.load_average(),
-                              "benchmark_seconds": round(time.monotonic() - started)}
-            result.smoke = args.smoke
+            options = {**preset[name], **({"seeds": args.seeds} if args.seeds and name == "quality" else {})}
+
+            def stamp(result: Any) -> Any:
+                result.machine = {**facts, "load_before": before, "load_after": machine.load_average(),
+                                  "benchmark_seconds": round(time.monotonic() - started)}
+                result.smoke = args.smoke
+                return result
+
+            if name == "quality":  # hours long: the seeds done so far are kept as they finish
+                options["save"] = lambda partial: report.write(stamp(partial), out)
+                options["resume"] = args.resume
+            result = stamp(_benchmark(name, args.data, data, Path(work) / name, options))
             path = report.write(result, out)
             print(f"\n## {result.title}\n\n{report.table(result)}\n\n(written to {path})\n",
                   flush=True)
@@ -123,6 +131,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data", default=os.environ.get("JOB_DATA"),
                         help="the MNIST IDX directory (default: $JOB_DATA)")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets: checks the plumbing")
+    parser.add_argument("--resume", action="store_true", help="quality: continue the runs a "
+                        "stopped benchmark left in --work instead of starting them over")
+    parser.add_argument("--seeds", type=_seeds, help="quality: these seeds, e.g. 1,2,3 (the default)")
     parser.add_argument("--out", type=Path, help="results folder (default: bench/results; "
                         "smoke: a new temporary folder)")
     parser.add_argument("--work", type=Path, help="keep the runs' artifacts here "
@@ -133,6 +144,13 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     if not args.data:
         parser.error("--data DIR is required (or set JOB_DATA)")
     return args
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 1,2,3, got {text!r}") from None
 
 
 if __name__ == "__main__":

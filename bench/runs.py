@@ -39,13 +39,17 @@ def reference_run(data_dir: str, work: Path, trials: int, epochs: int,
     return RunOutcome("reference", command, outcome["seconds"], outcome["test_accuracy"], outcome)
 
 
-def job_run(label: str, args: list[str], data_dir: str, work: Path) -> RunOutcome:
-    """`job run ARGS` in this process (TensorFlow is already imported, as for the reference)."""
+def job_run(label: str, args: list[str], data_dir: str, work: Path,
+            resume: bool = False) -> RunOutcome:
+    """`job run ARGS` in this process (TensorFlow is already imported, as for the reference).
+
+    `resume`: continue the run a stopped benchmark left in `work` (its seconds then
+    count only the resumed part) instead of starting it over."""
     from job.cli import app
 
     run_id = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")
     full = ["run", "--data", data_dir, "--artifacts", str(work / "artifacts"),
-            "--run-id", run_id, "--overwrite", *args]
+            "--run-id", run_id, *([] if resume else ["--overwrite"]), *args]
     started = time.monotonic()
     code = app(full, standalone_mode=False)
     seconds = time.monotonic() - started
