@@ -35,7 +35,8 @@ def _result(rows: list[dict], seeds: list[int], args: list[str]) -> Result:
     accuracies = [r["test_accuracy"] for r in rows]
     mean = statistics.fmean(accuracies)
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-    done = f"{len(rows)} of {len(seeds)} seeds" if len(rows) < len(seeds) else f"{len(seeds)} seeds"
+    plural = "seed" if len(seeds) == 1 else "seeds"
+    done = f"{len(rows)} of {len(seeds)} {plural}" if len(rows) < len(seeds) else f"{len(seeds)} {plural}"
     targets = [Target(f"mean test accuracy over {done}", round(mean, 4),
                       f">= {TARGET_ACCURACY}", mean >= TARGET_ACCURACY,
                       f"{mean:.4f} ± {spread:.4f} (sample std); per seed {accuracies}")]
