@@ -48,6 +48,7 @@ class Cluster:
         self.run_id, self.tmp, self.bucket = manifest_env["JOB_RUN_ID"], tmp_path, bucket
         self.pods: dict[int, JobProcess] = {}
         self.history: list[JobProcess] = []
+        self.gone: set[int] = set()  # indexes whose pods are never replaced (a lost node)
 
     def start(self, index: int) -> JobProcess:
         pod = JobProcess(*self.args, env={**self.env, "JOB_COMPLETION_INDEX": str(index),
@@ -56,7 +57,10 @@ class Cluster:
         self.history.append(pod)
         return pod
 
-    def kill(self, index: int) -> None:
+    def kill(self, index: int, replaced: bool = True) -> None:
+        """SIGKILL; `replaced=False`: `finish` never restarts this index (its node is gone)."""
+        if not replaced:
+            self.gone.add(index)
         self.pods[index].send(signal.SIGKILL)
         self.pods[index].wait(timeout=30)
 
@@ -68,7 +72,8 @@ class Cluster:
                 f"--- process {i}:\n{pod.output[-1500:]}"
                 for i, pod in enumerate(self.history))
             for index, pod in list(self.pods.items()):
-                if index and pod.process.poll() not in (None, 0) and restarts < RESTARTS:
+                failed = pod.process.poll() not in (None, 0)
+                if index and index not in self.gone and failed and restarts < RESTARTS:
                     restarts += 1
                     self.start(index)
             time.sleep(0.5)
@@ -115,7 +120,7 @@ def test_workers_killed_mid_trial_lose_nothing(cluster: Cluster) -> None:
     chief, first, second = cluster.start(0), cluster.start(1), cluster.start(2)
     # Lines are read as they come, so each kill lands inside that worker's first trial.
     second.wait_for(r"^Epoch 1/2")
-    cluster.kill(2)  # and never comes back: after --worker-timeout its trial moves on
+    cluster.kill(2, replaced=False)  # never comes back: after --worker-timeout its trial moves on
     first.wait_for(r"^Epoch 2/2")  # its first trial's epoch 1 is backed up and synced
     cluster.kill(1)
     restarted = cluster.start(1)
