@@ -176,6 +176,7 @@ class _WatchedServicer(_servicer_base()):  # type: ignore[misc]
         self.heard_now(self._owner(request.trial.trial_id))
         self._refuse_unknown(request.trial.trial_id, context)
         if _has_ended(self.oracle, request.trial.trial_id):
+            _drop_ongoing(self.oracle, request.trial.trial_id)  # never handed out again
             return self._response("EndTrialResponse")
         return self._guarded(super().EndTrial, request, context)
 
@@ -244,6 +245,8 @@ def _resume_ongoing_trials(oracle: Any) -> None:
     """
     import json
 
+    from job.tuning import forget_ended
+
     state_file = os.path.join(oracle._project_dir, "oracle.json")
     if not os.path.exists(state_file):
         return
@@ -255,6 +258,7 @@ def _resume_ongoing_trials(oracle: Any) -> None:
         if trial_id in oracle._retry_queue and trial_id in oracle.trials:
             oracle._retry_queue.remove(trial_id)
             oracle.ongoing_trials[tuner_id] = oracle.trials[trial_id]
+    forget_ended(oracle)
 
 
 @_synchronized
@@ -271,6 +275,13 @@ def _reassign_silent(oracle: Any, heard: dict[str, float], timeout: float) -> li
     if lost:
         oracle.save()
     return lost
+
+
+@_synchronized
+def _drop_ongoing(oracle: Any, trial_id: str) -> None:
+    from job.tuning import drop_ongoing
+
+    drop_ongoing(oracle, trial_id)
 
 
 @_synchronized

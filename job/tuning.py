@@ -73,6 +73,7 @@ def make_tuner(config: JobConfig, run: RunDir, strategy: tf.distribute.Strategy,
         tuner = RandomSearchTuner(max_trials=config.max_trials, **common)
     tuner.stop, tuner.after_epoch, tuner.job_seed = stop, after_epoch, config.seed
     if isinstance(tuner.oracle, keras_tuner.Oracle):  # not on a worker: the chief has the oracle
+        forget_ended(tuner.oracle)
         total = None if config.tuner == TunerKind.HYPERBAND else config.max_trials
         tuner.oracle._display = TrialReporter(tuner.oracle, project_dir(run) / TIMINGS, total,
                                               max(1, config.workers), after_trial)
@@ -95,6 +96,25 @@ def search(tuner: keras_tuner.Tuner, config: JobConfig, train: tf.data.Dataset,
     except RuntimeError as error:  # KerasTuner gives up after 3 consecutive failed trials
         first_line = str(error).strip().splitlines()[0]
         raise JobError(f"search stopped: {first_line}; see trials.csv for each error") from None
+
+
+def drop_ongoing(oracle: keras_tuner.Oracle, trial_id: str) -> None:
+    """Removes `trial_id` from the oracle's running trials, whichever tuner had it."""
+    for tuner_id in [t for t, trial in oracle.ongoing_trials.items() if trial.trial_id == trial_id]:
+        del oracle.ongoing_trials[tuner_id]
+
+
+def forget_ended(oracle: keras_tuner.Oracle) -> None:
+    """A reloaded oracle neither retries nor runs a trial that has already ended.
+
+    KerasTuner's reload sends every trial saved as running to the retry queue,
+    including one saved by `end_trial` between its save and its removal from the
+    running trials (a kill just after a trial ended): it would be trained again.
+    """
+    ended = set(oracle.end_order)
+    oracle._retry_queue = [t for t in oracle._retry_queue if t not in ended]
+    for trial_id in ended:
+        drop_ongoing(oracle, trial_id)
 
 
 def results_of(tuner: keras_tuner.Tuner) -> SearchResults:
@@ -131,6 +151,10 @@ class TrialReporter(Display):
         temp.write_text(json.dumps(self.seconds))
         os.replace(temp, self.timings_file)
         print(self.progress_line(trial, elapsed), flush=True)
+        # KerasTuner saves oracle.json before it drops the ended trial from its ongoing
+        # trials: a state synced now would, once reloaded, run that trial again.
+        drop_ongoing(self.oracle, trial.trial_id)
+        self.oracle.save()
         self.after_trial(self.summary())
 
     def summary(self) -> dict[str, Any]:

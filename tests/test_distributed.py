@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from job.distributed import Placement, place
+from job.distributed import Placement, _resume_ongoing_trials, place
 from job.config import JobConfig, Role
 from job.errors import BadInputError
 from job.gcs import GcsStore
@@ -154,6 +154,35 @@ def test_a_killed_chief_is_replaced_and_the_search_resumes(cluster: Cluster) -> 
                      if re.match(r"trial \d+: reported", line))
     assert reports == [f"trial {n}: reported to the chief" for n in range(1, TRIALS + 1)], (
         cluster.story())
+
+
+def test_a_chief_restarted_just_after_a_trial_ended_hands_out_a_new_one(tmp_path: Path) -> None:
+    """KerasTuner's end_trial saves the oracle while the ended trial is still listed as its
+    worker's: a replacement chief must not give that trial back (the worker would train it
+    again, and forever, since a second end is dropped)."""
+    import keras_tuner
+
+    def oracle() -> keras_tuner.Oracle:
+        space = keras_tuner.HyperParameters()
+        space.Int("units", 1, 1000)
+        made = keras_tuner.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=3,
+                                                      hyperparameters=space, seed=1)
+        made._set_project_dir(str(tmp_path), "search")
+        return made
+
+    chief = oracle()
+    first = chief.create_trial("worker-1")
+    chief.update_trial(first.trial_id, {"val_accuracy": 0.9})
+    first.status = "COMPLETED"
+    chief.end_trial(first)
+    saved = json.loads((tmp_path / "search" / "oracle.json").read_text())
+    assert saved["ongoing_trials"] == {"worker-1": first.trial_id}  # KerasTuner's own save
+
+    replacement = oracle()
+    _resume_ongoing_trials(replacement)
+
+    assert replacement._retry_queue == [] and replacement.ongoing_trials == {}
+    assert replacement.create_trial("worker-1").trial_id != first.trial_id
 
 
 def test_roles_come_from_the_completion_index() -> None:

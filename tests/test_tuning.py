@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -105,6 +106,33 @@ def test_a_nan_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path: Path
     assert [t.status for t in found.trials] == ["failed", "completed"]
     assert "loss became nan" in found.trials[0].message
     assert found.best.trial == 2 and np.isfinite(found.best.val_accuracy)
+
+
+def test_the_state_synced_at_a_trial_end_never_runs_that_trial_again(tmp_path: Path,
+                                                                    mnist_dir: Path) -> None:
+    """KerasTuner's end_trial saves oracle.json while the ended trial is still listed as
+    running; its reload then retries it. Neither what we sync nor what we reload may."""
+    config = JobConfig(run_id="ends", subset=600, max_trials=1, epochs=1, search_subset=None)
+    data = load(mnist_dir)
+    splits = make_splits(data.y_train, config)
+    run = RunDir(tmp_path / "ends")
+    oracle_file = tuning.project_dir(run) / "oracle.json"
+    synced: list[dict] = []  # oracle.json as each trial's end would sync it to the bucket
+    tuner = tuning.make_tuner(config, run, strategy_module.make_strategy(config.strategy),
+                              StopSignal(), after_trial=lambda summary: synced.append(
+                                  json.loads(oracle_file.read_text())))
+    tuning.search(tuner, config, training_batches(data, splits.search_train, 128, 1),
+                  validation_batches(data, splits.validation, 128))
+    assert synced[-1]["end_order"] == ["0"] and synced[-1]["ongoing_trials"] == {}
+
+    # A kill inside end_trial, after its own save: trial 1 both ended and running.
+    state = json.loads(oracle_file.read_text())
+    oracle_file.write_text(json.dumps({**state, "ongoing_trials": {"tuner0": "0"}}))
+    grown = dataclasses.replace(config, max_trials=2)
+    resumed = tuning.make_tuner(grown, run, strategy_module.make_strategy(config.strategy),
+                                StopSignal())
+    assert resumed.oracle._retry_queue == []
+    assert resumed.oracle.create_trial("tuner0").trial_id == "1"
 
 
 def test_same_seed_same_trial_hyperparameters(tmp_path: Path) -> None:
