@@ -24,7 +24,7 @@ from bench.machine import ROOT
 DEFAULT_SET = ("throughput", "knobs", "time_to_accuracy", "memory")
 ALL = (*DEFAULT_SET, "quality")
 FULL_PROFILE_ARGS = ["--profile", "full", "--max-trials", "6", "--epochs", "4",
-                     "--final-epochs", "30", "--patience", "6"]
+                     "--final-epochs", "20", "--lr-schedule", "cosine"]
 TINY = ["--subset", "600", "--max-trials", "1", "--epochs", "1", "--final-epochs", "1"]
 
 # What each benchmark runs: the real budget, and the smoke one that only checks the plumbing.

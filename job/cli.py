@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from job.config import Dataset, JobConfig, Profile, Role, StrategyKind, TunerKind, new_run_id
+from job.config import Dataset, JobConfig, LrSchedule, Profile, Role, StrategyKind, TunerKind, new_run_id
 from job.errors import BadInputError, ExitCode, JobError, Preempted
 from job.preemption import StopSignal
 
@@ -57,6 +57,9 @@ ValidationSplit = Annotated[float, _opt("validation-split", "Stratified share of
 BatchSize = Annotated[int, _opt("batch-size", "Per-replica batch; the learning rate scales with "
                                 "the global batch.")]
 Patience = Annotated[int, _opt("patience", "Epochs without improvement before early stopping.")]
+Schedule = Annotated[LrSchedule, _opt("lr-schedule", "Final training's learning rate: plateau "
+                                      "(halved when val_loss stalls, early stopping) or cosine "
+                                      "(decays to 1% over --final-epochs, runs them all).")]
 Strategy = Annotated[StrategyKind, _opt("strategy", "tf.distribute strategy; auto = mirrored "
                                         "over 2+ GPUs, else default.")]
 LogicalCpus = Annotated[int, _opt("logical-cpus", "Split the CPU into N devices (to try "
@@ -92,6 +95,7 @@ def run(data: Data = None, dataset: DatasetOpt = D.dataset, artifacts: Artifacts
         subset: Subset = None, search_subset: SearchSubset = D.search_subset,
         validation_split: ValidationSplit = D.validation_split,
         batch_size: BatchSize = D.batch_size, patience: Patience = D.patience,
+        lr_schedule: Schedule = D.lr_schedule,
         strategy: Strategy = D.strategy, logical_cpus: LogicalCpus = D.logical_cpus,
         jit_compile: JitCompile = D.jit_compile,
         mixed_precision: MixedPrecision = D.mixed_precision, overwrite: Overwrite = D.overwrite,
@@ -129,9 +133,11 @@ def search(data: Data = None, dataset: DatasetOpt = D.dataset, artifacts: Artifa
 @app.command()
 def train(artifacts: Artifacts = "artifacts", run_id: ExistingRunId = None, data: Data = None,
           final_epochs: Annotated[Optional[int], _opt("final-epochs", "Override the run's.")] = None,
+          lr_schedule: Annotated[Optional[LrSchedule], _opt("lr-schedule", "Override the run's.")] = None,
           work_dir: WorkDir = None) -> None:
     """Retrain the best trial of an existing run: best_model.keras, saved_model/, history.json."""
-    _guarded(lambda: _step(artifacts, run_id, "train", work_dir, data=data, final_epochs=final_epochs))
+    _guarded(lambda: _step(artifacts, run_id, "train", work_dir, data=data,
+                           final_epochs=final_epochs, lr_schedule=lr_schedule))
 
 
 @app.command()

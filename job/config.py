@@ -36,6 +36,13 @@ class Profile(str, Enum):
     FULL = "full"  # adds augmentation and wider layers
 
 
+class LrSchedule(str, Enum):
+    """The learning rate of the final training (the search always uses plateau)."""
+
+    PLATEAU = "plateau"  # halved when val_loss stalls; early stopping ends the training
+    COSINE = "cosine"  # decays over --final-epochs to 1% of the tuned rate; runs them all
+
+
 class Role(str, Enum):
     AUTO = "auto"  # from JOB_COMPLETION_INDEX when set, else standalone
     STANDALONE = "standalone"
@@ -72,6 +79,7 @@ class JobConfig:
     validation_split: float = 0.2
     batch_size: int = 128  # per replica; the global batch is this × replicas
     patience: int = 3  # epochs without improvement before early stopping
+    lr_schedule: LrSchedule = LrSchedule.PLATEAU
     strategy: StrategyKind = StrategyKind.AUTO
     logical_cpus: int = 0  # split the CPU into N devices (tests, laptops); 0 = off
     jit_compile: bool = False  # XLA: measured 5x slower on CPU, try it on GPUs
@@ -117,7 +125,7 @@ class JobConfig:
 
 
 _ENUMS = {"Dataset": Dataset, "TunerKind": TunerKind, "StrategyKind": StrategyKind,
-          "Profile": Profile, "Role": Role}
+          "Profile": Profile, "Role": Role, "LrSchedule": LrSchedule}
 
 
 def work_root(work_dir: str | None) -> Path:

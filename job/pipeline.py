@@ -18,7 +18,7 @@ from job import data as data_module
 from job import distributed
 from job import evaluation, manifest, results, rundir, storage, strategy, training, tuning, visualize
 from job.callbacks import StopCheck
-from job.config import JobConfig, Role, TunerKind
+from job.config import JobConfig, LrSchedule, Role, TunerKind
 from job.data import ImageData
 from job.distributed import Placement
 from job.errors import BadInputError
@@ -204,9 +204,10 @@ def train(context: Context, fresh: bool = True) -> training.TrainingHistory:
     if fresh:
         run.clear_entry(rundir.CHECKPOINTS)
     found = results.read(run)
-    print(f"train: best trial {found.best.trial if found.best else '-'} for up to "
-          f"{_count(config.final_epochs, 'epoch')} on {len(context.splits.train)} images",
-          flush=True)
+    length = ("for" if config.lr_schedule == LrSchedule.COSINE else "for up to")
+    print(f"train: best trial {found.best.trial if found.best else '-'} {length} "
+          f"{_count(config.final_epochs, 'epoch')} on {len(context.splits.train)} images, "
+          f"{config.lr_schedule.value} learning rate", flush=True)
     train_set = training_batches(context.data, context.splits.train, context.global_batch, config.seed)
     validation = validation_batches(context.data, context.splits.validation, context.global_batch)
     history = training.retrain_best(config, run, found, train_set, validation,

@@ -7,6 +7,7 @@ so its "best model" ended up holding the last trial.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import tensorflow as tf
 
 from job import rundir
 from job.callbacks import AfterEpoch, EpochBackup, EpochLog, fit_verbosity
-from job.config import JobConfig
+from job.config import JobConfig, LrSchedule
 from job.errors import JobError
 from job.model import REFERENCE_BATCH, build_network, compile_network, params_from_values
 from job.preemption import StopSignal
@@ -70,7 +71,8 @@ def retrain_best(config: JobConfig, run: RunDir, results: SearchResults,
             model = compile_network(build_network(params),
                                     params.learning_rate * global_batch / REFERENCE_BATCH,
                                     config.jit_compile)
-        callbacks = [*_callbacks(config, checkpoints, log, stop), AfterEpoch(after_epoch)]
+        rate = params.learning_rate * global_batch / REFERENCE_BATCH
+        callbacks = [*_callbacks(config, checkpoints, log, stop, rate), AfterEpoch(after_epoch)]
         model.fit(train, validation_data=validation, epochs=config.final_epochs,
                   callbacks=callbacks, verbose=fit_verbosity(),
                   shuffle=False)  # the dataset reshuffles itself every epoch
@@ -82,23 +84,41 @@ def retrain_best(config: JobConfig, run: RunDir, results: SearchResults,
     return history
 
 
-def _callbacks(config: JobConfig, checkpoints: Path, log: EpochLog,
-               stop: StopSignal) -> list[keras.callbacks.Callback]:
+def _callbacks(config: JobConfig, checkpoints: Path, log: EpochLog, stop: StopSignal,
+               rate: float) -> list[keras.callbacks.Callback]:
     previous = [logs[MONITOR] for logs in log.read().values() if MONITOR in logs]
     return [
         # Resumed runs only save what beats the best epoch before the restart.
         keras.callbacks.ModelCheckpoint(str(checkpoints / CHECKPOINT_PATTERN), monitor=MONITOR,
                                         save_best_only=True, mode="max",
                                         initial_value_threshold=max(previous, default=None)),
-        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                          patience=max(1, config.patience - 1)),
+        *_schedule(config, rate),
         log,
         # Kept when fit ends: a kill before DONE is written then resumes at the last
         # epoch instead of training again from scratch.
         EpochBackup(str(checkpoints / BACKUP), stop, delete_at_end=False),
     ]
+
+
+def _schedule(config: JobConfig, rate: float) -> list[keras.callbacks.Callback]:
+    """The learning rate's callbacks; `rate` is the tuned rate at this global batch."""
+    if config.lr_schedule == LrSchedule.COSINE:
+        # Per epoch, from the epoch's index: a resumed fit picks up the same curve. No
+        # early stopping: the low rates at the end are where this schedule gains.
+        return [keras.callbacks.LearningRateScheduler(
+            lambda epoch: cosine_rate(rate, epoch, config.final_epochs))]
+    return [
+        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                          patience=max(1, config.patience - 1)),
+    ]
+
+
+def cosine_rate(rate: float, epoch: int, epochs: int, floor: float = 0.01) -> float:
+    """Half a cosine from `rate` at epoch 0 down to `floor` × `rate` at the last epoch."""
+    progress = epoch / max(1, epochs - 1)
+    return rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _history(epochs: dict[int, dict[str, float]], hyperparameters: dict[str, Any]) -> TrainingHistory:
