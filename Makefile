@@ -51,7 +51,7 @@ local-image:
 image-test: install local-image  ## the CPU image on a local Debian base, then the container checks
 	JOB_TEST_DATA=$(abspath $(DATA)) JOB_TEST_IMAGE=$(TEST_IMAGE) $(BIN)/pytest tests/test_container.py $(PYTEST_ARGS)
 
-bench: install  ## speed and memory vs the original script (~45 min on 2 cores): tables, bench/results/*.json, BENCHMARKS.md
+bench: install  ## speed and memory vs the original script (~55 min on 2 cores): tables, bench/results/*.json, BENCHMARKS.md
 	$(BIN)/python -m bench --data $(DATA) $(BENCH_ARGS)
 
 bench-quality: install  ## the full profile's test accuracy on 3 seeds (hours on 2 cores)

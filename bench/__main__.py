@@ -1,8 +1,8 @@
 """`python -m bench`: run benchmarks, print their tables, write bench/results/*.json.
 
-    python -m bench --data DIR                    # throughput, knobs, time_to_accuracy, memory
+    python -m bench --data DIR                    # throughput, knobs, time_to_accuracy, memory, distributed
     python -m bench --data DIR quality            # the full profile on 3 seeds (hours)
-    python -m bench --data DIR --smoke            # all five on a tiny subset (CI, ~1 min)
+    python -m bench --data DIR --smoke            # all six on a tiny subset (CI, ~1 min)
 
 Full runs also regenerate the tables in BENCHMARKS.md from every JSON in
 the results folder. Smoke runs write to a temporary folder unless --out is
@@ -21,10 +21,11 @@ from typing import Any
 
 from bench.machine import ROOT
 
-DEFAULT_SET = ("throughput", "knobs", "time_to_accuracy", "memory")
+DEFAULT_SET = ("throughput", "knobs", "time_to_accuracy", "memory", "distributed")
 ALL = (*DEFAULT_SET, "quality")
 FULL_PROFILE_ARGS = ["--profile", "full", "--max-trials", "6", "--epochs", "4",
                      "--final-epochs", "20", "--lr-schedule", "cosine"]
+DISTRIBUTED_ARGS = ["--max-trials", "4", "--epochs", "2", "--final-epochs", "1"]
 TINY = ["--subset", "600", "--max-trials", "1", "--epochs", "1", "--final-epochs", "1"]
 
 # What each benchmark runs: the real budget, and the smoke one that only checks the plumbing.
@@ -34,8 +35,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "knobs": {"epochs": 1, "rounds": 2, "subset": 15000},
         "time_to_accuracy": {"reference_trials": 2, "reference_epochs": 20, "subset": None,
                              "arms": {"job run (defaults)": [],
-                                      "job run --tuner hyperband": ["--tuner", "hyperband"]}},
+                                      "job run --tuner hyperband": ["--tuner", "hyperband"],
+                                      "job run --lr-schedule cosine --final-epochs 8":
+                                          ["--lr-schedule", "cosine", "--final-epochs", "8"]}},
         "memory": {"trials": 10, "args": ["--epochs", "1"], "timeout": 3600},
+        "distributed": {"workers": [1, 2], "args": DISTRIBUTED_ARGS, "timeout": 1800},
         "quality": {"seeds": [1, 2, 3], "args": FULL_PROFILE_ARGS},
     },
     "smoke": {
@@ -44,6 +48,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "time_to_accuracy": {"reference_trials": 1, "reference_epochs": 1, "subset": 600,
                              "arms": {"job run (defaults)": TINY}},
         "memory": {"trials": 3, "args": ["--subset", "300", "--epochs", "1"], "timeout": 300},
+        "distributed": {"workers": [1], "args": TINY, "timeout": 300},
         "quality": {"seeds": [1], "args": ["--profile", "full", *TINY]},
     },
 }
@@ -98,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _benchmark(name: str, data_dir: str, data: Any, work: Path, options: dict[str, Any]) -> Any:
-    from bench import memory, quality, throughput, time_to_accuracy
+    from bench import distributed, memory, quality, throughput, time_to_accuracy
 
     work.mkdir(parents=True, exist_ok=True)
     if name == "throughput":
@@ -109,6 +114,8 @@ def _benchmark(name: str, data_dir: str, data: Any, work: Path, options: dict[st
         return time_to_accuracy.time_to_accuracy(data_dir, work, **options)
     if name == "memory":
         return memory.memory(data_dir, work, **options)
+    if name == "distributed":
+        return distributed.distributed(data_dir, work, **options)
     return quality.quality(data_dir, work, **options)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from bench import report
 from tests.conftest import QUIET_TF, ROOT
 
-BENCHMARKS = {"throughput", "knobs", "time_to_accuracy", "memory", "quality"}
+BENCHMARKS = {"throughput", "knobs", "time_to_accuracy", "memory", "distributed", "quality"}
 
 
 def _bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -36,7 +36,9 @@ def test_smoke_mode_writes_every_result_and_table(tmp_path: Path, mnist_dir: Pat
         assert f"## {result['title']}" in done.stdout
     assert [r["arm"] for r in results["throughput"]["rows"]] == ["reference", "ours"]
     assert [r["trial"] for r in results["memory"]["rows"]] == [1, 2, 3]
-    for name in BENCHMARKS - {"knobs"}:  # knobs only documents; the others carry a target
+    (distributed,) = results["distributed"]["rows"]  # a chief and one worker process
+    assert distributed["trials_completed"] == 1 and distributed["trials_per_worker"] == "worker-1: 1"
+    for name in BENCHMARKS - {"knobs", "distributed"}:  # these two document; the others carry a target
         (target,) = results[name]["targets"]
         assert set(target) == {"name", "measured", "bound", "met", "note"}
     text = markdown.read_text()
