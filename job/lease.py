@@ -65,7 +65,8 @@ class Lease:
         if self._generation is not None:
             self._write(self._generation)
 
-    def release(self) -> None:
+    def release(self, discard: bool = False) -> None:
+        """Marks the lease released; `discard` deletes it instead (nothing was written)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -75,6 +76,8 @@ class Lease:
             try:
                 self.store.write(self.key, json.dumps({"holder": self.holder, "released": True}).encode(),
                                  if_generation_match=self._generation)
+                if discard:
+                    self.store.delete([self.key])
             except PreconditionFailed:
                 pass  # someone else holds it now: leave theirs alone
             self._generation = None

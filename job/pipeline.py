@@ -121,8 +121,11 @@ def start(config: JobConfig, run: RunDir, stop: StopSignal | None = None,
 def reopen(run: RunDir, **overrides: object) -> Context:
     """The context of an existing run, for rerunning one of its steps."""
     run.require(rundir.CONFIG, made_by="run")
-    config = JobConfig.from_json(run.read_json(rundir.CONFIG), **overrides)
+    stored = run.read_json(rundir.CONFIG)
+    config = JobConfig.from_json(stored, **overrides)
     run.clear_entry(rundir.MANIFEST)  # the step changes artifacts: the old manifest is stale
+    if config.to_json() != stored:  # e.g. `job train --final-epochs`: record what is used
+        run.write_json(rundir.CONFIG, config.to_json())
     keras.utils.set_random_seed(config.seed)
     return Context(config=config, run=run)
 

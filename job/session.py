@@ -95,6 +95,8 @@ class Session:
             return
         self.status.update(fields, state=state,
                            updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if not self.run.exists(rundir.METRICS):  # removed by a rerun step: no longer true
+            self.status.pop("test_accuracy", None)
         self.run.root.mkdir(parents=True, exist_ok=True)
         self.run.write_json(rundir.STATUS, self.status)
         if self.sync is not None:
@@ -133,7 +135,8 @@ class Session:
             self._save_on_exit("failed", error=str(error).strip().splitlines()[0][:300])
             raise
         finally:
-            self.lease.release()
+            # A local run stopped before its folder existed (bad data, say) leaves no lease.
+            self.lease.release(discard=self.sync is None and not self.run.root.exists())
 
     def _save_on_exit(self, state: str, **fields: Any) -> None:
         try:  # the status first: it is small, and the snapshot may be cut by the deadline

@@ -145,6 +145,7 @@ class LocalStore(Store):
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             (self.root / key).unlink(missing_ok=True)
+            (self.root / f"{key}.lock").unlink(missing_ok=True)  # its generation lock, if any
 
 
 def md5_file(path: Path) -> str:

@@ -132,6 +132,7 @@ def test_cli_reports_bad_data_in_one_line_with_exit_code_2(tmp_path: Path, mini_
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "expected labels 0-9, found 12" in result.stderr
     assert "Traceback" not in result.stderr
+    assert list((tmp_path / "art").iterdir()) == []  # no run, and no lease left beside it
 
 
 def test_write_mnist_round_trips(tmp_path: Path, mnist_arrays: dict) -> None:
