@@ -273,6 +273,7 @@ def main() -> None:
             raise
         context = getattr(error, "ctx", None)
         where = f" (see `{context.command_path} --help`)" if context else ""
-        print(f"error: {error.format_message()}{where}", file=sys.stderr)
+        message = error.format_message().replace("Value error, ", "")  # Typer's validator wording
+        print(f"error: {message}{where}", file=sys.stderr)
         code = ExitCode.BAD_INPUT
     sys.exit(code or 0)
