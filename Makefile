@@ -54,7 +54,7 @@ image-test: install local-image  ## the CPU image on a local Debian base, then t
 bench: install  ## speed and memory vs the original script (~55 min on 2 cores): tables, bench/results/*.json, BENCHMARKS.md
 	$(BIN)/python -m bench --data $(DATA) $(BENCH_ARGS)
 
-bench-quality: install  ## the full profile's test accuracy on 3 seeds (hours on 2 cores)
+bench-quality: install  ## the full profile's test accuracy on 3 seeds (about 1 h on 2 cores)
 	$(BIN)/python -m bench --data $(DATA) quality $(BENCH_ARGS)
 
 bench-smoke: install  ## every benchmark on a tiny subset: checks the plumbing, not the numbers

@@ -1,7 +1,7 @@
 """`python -m bench`: run benchmarks, print their tables, write bench/results/*.json.
 
     python -m bench --data DIR                    # throughput, knobs, time_to_accuracy, memory, distributed
-    python -m bench --data DIR quality            # the full profile on 3 seeds (hours)
+    python -m bench --data DIR quality            # the full profile on 3 seeds (about 1 h)
     python -m bench --data DIR --smoke            # all six on a tiny subset (CI, ~1 min)
 
 Full runs also regenerate the tables in BENCHMARKS.md from every JSON in
