@@ -71,7 +71,7 @@ def _one_search(data_dir: str, work: Path, workers: int, args: list[str],
                        f"{''.join(chief_lines[-5:]).strip()}")
     root = work / "artifacts" / "dist"
     results = json.loads((root / "results.json").read_text())
-    handed = [HANDED.match(line).group(2) for line in chief_lines if HANDED.match(line)]
+    handed = [found.group(2) for found in map(HANDED.match, chief_lines) if found]
     return {"workers": workers, "seconds": round(seconds, 1),
             "search_seconds": round(search_seconds or seconds, 1),
             "trials_completed": results["completed_trials"],

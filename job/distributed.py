@@ -176,7 +176,6 @@ class _WatchedServicer(_servicer_base()):  # type: ignore[misc]
         self.heard_now(self._owner(request.trial.trial_id))
         self._refuse_unknown(request.trial.trial_id, context)
         if _has_ended(self.oracle, request.trial.trial_id):
-            _drop_ongoing(self.oracle, request.trial.trial_id)  # never handed out again
             return self._response("EndTrialResponse")
         return self._guarded(super().EndTrial, request, context)
 
@@ -275,13 +274,6 @@ def _reassign_silent(oracle: Any, heard: dict[str, float], timeout: float) -> li
     if lost:
         oracle.save()
     return lost
-
-
-@_synchronized
-def _drop_ongoing(oracle: Any, trial_id: str) -> None:
-    from job.tuning import drop_ongoing
-
-    drop_ongoing(oracle, trial_id)
 
 
 @_synchronized

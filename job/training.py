@@ -67,11 +67,9 @@ def retrain_best(config: JobConfig, run: RunDir, results: SearchResults,
     if not (checkpoints / DONE).exists():
         keras.utils.set_random_seed(config.seed)  # the same start whatever ran before
         global_batch = config.batch_size * strategy.num_replicas_in_sync
-        with strategy.scope():
-            model = compile_network(build_network(params),
-                                    params.learning_rate * global_batch / REFERENCE_BATCH,
-                                    config.jit_compile)
         rate = params.learning_rate * global_batch / REFERENCE_BATCH
+        with strategy.scope():
+            model = compile_network(build_network(params), rate, config.jit_compile)
         callbacks = [*_callbacks(config, checkpoints, log, stop, rate), AfterEpoch(after_epoch)]
         model.fit(train, validation_data=validation, epochs=config.final_epochs,
                   callbacks=callbacks, verbose=fit_verbosity(),

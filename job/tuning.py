@@ -152,8 +152,10 @@ class TrialReporter(Display):
         os.replace(temp, self.timings_file)
         print(self.progress_line(trial, elapsed), flush=True)
         # KerasTuner saves oracle.json before it drops the ended trial from its ongoing
-        # trials: a state synced now would, once reloaded, run that trial again.
+        # trials, and never takes an ended trial (one reassigned from a worker presumed
+        # lost) out of its retry queue: either would run that trial again.
         drop_ongoing(self.oracle, trial.trial_id)
+        forget_ended(self.oracle)
         self.oracle.save()
         self.after_trial(self.summary())
 
